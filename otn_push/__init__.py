@@ -1,0 +1,1 @@
+"""otn-push command line: the human entry point to the push services."""

@@ -1,0 +1,22 @@
+"""`otn-push` command line. Each command group lives in its own module and registers itself here."""
+
+from __future__ import annotations
+
+import typer
+
+from otn_push.cli import nodes_cmd
+
+app = typer.Typer(
+    name="otn-push",
+    help="Build, upload, email and complete OTN detection extracts at push time.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+for module in (nodes_cmd,):
+    module.register(app)
+
+
+def main() -> None:
+    app()

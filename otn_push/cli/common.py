@@ -1,0 +1,33 @@
+"""Helpers shared by the CLI commands: settings, async running, one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from shared.redact import redact_text
+from shared.settings import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {redact_text(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        fail(str(exc), 2)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)

@@ -1,0 +1,1 @@
+"""The four otn-push services; each runs as `python -m services.<name>`."""

@@ -1,0 +1,29 @@
+"""Keep secrets out of logs, status output and error messages."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]*)@")
+
+
+def redact_url(url: str) -> str:
+    """`postgresql://user:secret@host/db` -> `postgresql://user:***@host/db`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact_text(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def redact_text(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """Mask passwords inside any URLs in the text, and every listed secret value."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,143 @@
+"""One settings class for every service and the CLI, read once from the environment or `.env`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.redact import redact_url
+
+DEFAULT_NODES = (
+    "OTN=postgresql://postgres@127.0.0.1:5432/otn_push_demo_otn;"
+    "ACT=postgresql://postgres@127.0.0.1:5432/otn_push_demo_act;"
+    "FACT=postgresql://postgres@127.0.0.1:5432/otn_push_demo_fact"
+)
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the setting and never its secret value."""
+
+
+def parse_nodes(raw: str) -> dict[str, str]:
+    """Parse `NAME=postgresql://…;NAME=…` into an ordered mapping of node name to database URL."""
+    nodes: dict[str, str] = {}
+    for part in (p.strip() for p in raw.split(";")):
+        if not part:
+            continue
+        name, sep, url = part.partition("=")
+        name, url = name.strip().upper(), url.strip()
+        if not sep or not name or not url:
+            raise ValueError(f"expected NAME=postgresql://… but got {redact_url(part)!r}")
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"node name {name!r} must be letters, digits or _")
+        if urlsplit(url).scheme not in {"postgresql", "postgres", "postgresql+asyncpg"}:
+            raise ValueError(f"node {name}: URL must start with postgresql:// (got {redact_url(url)!r})")
+        if name in nodes:
+            raise ValueError(f"node {name} is listed twice")
+        nodes[name] = url
+    if not nodes:
+        raise ValueError("no node configured")
+    return nodes
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="OTN_PUSH_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    nodes: Annotated[dict[str, str], NoDecode] = Field(default_factory=lambda: parse_nodes(DEFAULT_NODES))
+    home_node: str = "OTN"
+    database_url: str | None = None
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    exchange: str = "otn.push"
+
+    store_dir: Path = Path("var/store")
+    staging_dir: Path = Path("var/staging")
+    outbox_dir: Path = Path("var/outbox")
+
+    send_mail: bool = False
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "otndc@dal.ca"
+    smtp_cc: str = "otndc@dal.ca"
+    smtp_starttls: bool = False
+    smtp_timeout: float = 30.0
+    templates_dir: Path | None = None
+
+    extract_format: str = "2025"
+    push_dates: Annotated[list[dt.date], NoDecode] = Field(default_factory=list)
+    auto_push: bool = True
+    quiet_period: float = 3600.0
+    scheduler_tick: float = 60.0
+
+    prefetch: int = 1
+    delivery_limit: int = 5
+    retry_attempts: int = 4
+    retry_base_delay: float = 1.0
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _nodes(cls, value: object) -> object:
+        return parse_nodes(value) if isinstance(value, str) else value
+
+    @field_validator("push_dates", mode="before")
+    @classmethod
+    def _push_dates(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [dt.date.fromisoformat(v.strip()) for v in value.replace(";", ",").split(",") if v.strip()]
+        return value
+
+    @field_validator("extract_format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        if value not in {"2025", "legacy"}:
+            raise ValueError("must be 2025 or legacy")
+        return value
+
+    @field_validator("home_node")
+    @classmethod
+    def _home_upper(cls, value: str) -> str:
+        return value.strip().upper()
+
+    @model_validator(mode="after")
+    def _home_is_a_node(self) -> Settings:
+        if self.home_node not in self.nodes:
+            raise ValueError(f"home node {self.home_node} is not one of the nodes ({', '.join(self.nodes)})")
+        return self
+
+    @property
+    def home_url(self) -> str:
+        return self.nodes[self.home_node]
+
+    @property
+    def own_database_url(self) -> str:
+        """Where otn-push keeps its own tables: OTN_PUSH_DATABASE_URL, else the home node's database."""
+        return self.database_url or self.home_url
+
+    def secrets(self) -> list[str]:
+        """Every secret value, so that tests and log filters can check none leaks."""
+        found = [self.smtp_password.get_secret_value()] if self.smtp_password else []
+        for url in [*self.nodes.values(), self.amqp_url, self.database_url or ""]:
+            password = urlsplit(url).password
+            if password:
+                found.append(password)
+        return [s for s in found if s]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; a bad setting raises SettingsError with one line naming it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "OTN_PUSH_" + "_".join(str(p) for p in first["loc"]).upper() if first["loc"] else "settings"
+        raise SettingsError(f"setting {name}: {first['msg']}") from None

@@ -1,0 +1,62 @@
+"""Shared fixtures: the real OTN samples, throw-away node databases on the local PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared.nodes import connection, ensure_database, init_schema
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "otn"
+PG_ADMIN = os.environ.get("OTN_PUSH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    """`../shared/samples/otn`: skipped when absent, a failure when OTN_PUSH_REQUIRE_SAMPLES=1."""
+    if not (SAMPLES / "nsbs_matched_detections_2022.zip").is_file():
+        reason = f"OTN sample files not found at {SAMPLES}"
+        if os.environ.get("OTN_PUSH_REQUIRE_SAMPLES") == "1":
+            pytest.fail(reason + " (OTN_PUSH_REQUIRE_SAMPLES=1)")
+        pytest.skip(reason)
+    return SAMPLES
+
+
+def pg_url(database: str) -> str:
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    return f"{base}/{database}"
+
+
+NodeFactory = Callable[..., Awaitable[dict[str, str]]]
+
+
+@pytest.fixture
+async def make_nodes() -> AsyncIterator[NodeFactory]:
+    """Create fresh node databases with the OTN-style schema: `await make_nodes("OTN", "ACT")`."""
+    created: list[str] = []
+
+    async def factory(*names: str) -> dict[str, str]:
+        tag = uuid.uuid4().hex[:8]
+        nodes: dict[str, str] = {}
+        for name in names or ("OTN", "ACT", "FACT"):
+            url = pg_url(f"otn_push_test_{tag}_{name.lower()}")
+            await ensure_database(name, url)
+            created.append(url)
+            async with connection(name, url) as conn:
+                await init_schema(conn)
+            nodes[name] = url
+        return nodes
+
+    yield factory
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        for url in created:
+            name = url.rsplit("/", 1)[1]
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
