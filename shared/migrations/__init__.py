@@ -1,0 +1,74 @@
+"""Alembic migrations of otn-push's own tables (schema `otn_push`); `upgrade(url)` brings a DB to head.
+
+Every service and the CLI call `upgrade` at start (idempotent; concurrent callers are serialised by an
+advisory lock), so a fresh database needs no manual step; `otn-push db upgrade` does the same by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from shared.db import OWN_SCHEMA, make_engine
+
+HERE = Path(__file__).resolve().parent
+LOCK = "hashtext('otn_push.migrations')"
+
+
+class MigrationError(RuntimeError):
+    """The own database cannot be migrated; the message says what to run and never holds a password."""
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(HERE))
+    cfg.set_main_option("version_table_schema", OWN_SCHEMA)
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _upgrade_sync(connection: Any, revision: str) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, revision)
+
+
+def _current_sync(connection: Any) -> str | None:
+    context = MigrationContext.configure(connection, opts={"version_table_schema": OWN_SCHEMA})
+    return context.get_current_revision()
+
+
+async def upgrade_async(url: str, revision: str = "head") -> None:
+    """Migrate the own tables in `url` to `revision` (default head); safe to call from every process."""
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"SELECT pg_advisory_xact_lock({LOCK})"))
+            await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {OWN_SCHEMA}"))
+            await conn.run_sync(_upgrade_sync, revision)
+    finally:
+        await engine.dispose()
+
+
+async def current_revision(url: str) -> str | None:
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(_current_sync)
+    finally:
+        await engine.dispose()
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Synchronous `upgrade_async` for scripts and the CLI (not for use inside a running event loop)."""
+    asyncio.run(upgrade_async(url, revision))
