@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,43 @@ async def rabbit() -> AsyncIterator[Rabbit]:
     helper = Rabbit()
     yield helper
     await helper.close()
+
+
+async def get_one(queue: str, within: float = 10.0) -> aio_pika.abc.AbstractIncomingMessage:
+    """Take (and ack) one message from a queue, waiting for it to arrive."""
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        q = await channel.get_queue(queue, ensure=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            message = await q.get(no_ack=False, fail=False)
+            if message is not None:
+                await message.ack()
+                return message
+            if loop.time() > deadline:
+                raise AssertionError(f"no message arrived in {queue} within {within}s")
+            await asyncio.sleep(0.05)
+    finally:
+        await connection.close()
+
+
+async def message_count(queue: str) -> int:
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        q = await channel.declare_queue(queue, passive=True)
+        return q.declaration_result.message_count or 0
+    finally:
+        await connection.close()
+
+
+async def eventually(predicate: Callable[[], Awaitable[bool]], what: str, within: float = 20.0) -> None:
+    """Wait until the async predicate holds (polling), or fail naming `what`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)

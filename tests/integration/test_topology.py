@@ -13,7 +13,7 @@ from shared.broker import PublishError, publish
 from shared.messages import EXTRACT_REQUESTED, PUSH_COMPLETED, ExtractKey, ExtractRequested, PushCompleted
 from shared.settings import Settings
 from shared.topology import QUEUES, declare_topology, dlq_name, queue_name, subscriber
-from tests.integration.conftest import AMQP_URL, Rabbit
+from tests.integration.conftest import Rabbit, eventually, get_one, message_count
 
 pytestmark = pytest.mark.integration
 
@@ -22,44 +22,6 @@ def request(job_id: int) -> ExtractRequested:
     return ExtractRequested(
         push_date="2022-10-20", job_id=job_id, extract=ExtractKey(code="NSBS", year=2022, type="t")
     )
-
-
-async def get_one(queue: str, timeout: float = 10.0) -> aio_pika.abc.AbstractIncomingMessage:
-    connection = await aio_pika.connect(AMQP_URL)
-    try:
-        channel = await connection.channel()
-        q = await channel.get_queue(queue, ensure=True)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            message = await q.get(no_ack=False, fail=False)
-            if message is not None:
-                await message.ack()
-                return message
-            if loop.time() > deadline:
-                raise AssertionError(f"no message arrived in {queue}")
-            await asyncio.sleep(0.05)
-    finally:
-        await connection.close()
-
-
-async def message_count(queue: str) -> int:
-    connection = await aio_pika.connect(AMQP_URL)
-    try:
-        channel = await connection.channel()
-        q = await channel.declare_queue(queue, passive=True)
-        return q.declaration_result.message_count or 0
-    finally:
-        await connection.close()
-
-
-async def eventually(predicate, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_published_messages_are_persistent_and_routed(make_settings, rabbit: Rabbit) -> None:
@@ -102,7 +64,9 @@ async def test_unroutable_publish_raises(make_settings, rabbit: Rabbit) -> None:
     assert (await get_one(queue_name(settings, "extractor.jobs"))).message_id == "extract.requested:test:2"
 
 
-async def test_message_failing_past_the_delivery_limit_is_dead_lettered(make_settings, rabbit: Rabbit) -> None:
+async def test_message_failing_past_the_delivery_limit_is_dead_lettered(
+    make_settings, rabbit: Rabbit
+) -> None:
     settings: Settings = make_settings(delivery_limit=2)
     broker: RabbitBroker = rabbit.broker(settings)
     attempts: list[int] = []
@@ -116,7 +80,7 @@ async def test_message_failing_past_the_delivery_limit_is_dead_lettered(make_set
     await declare_topology(broker, settings)
     await broker.start()
     await publish(broker, settings, EXTRACT_REQUESTED, request(3), "extract.requested:test:3")
-    dead = await get_one(dlq_name(settings, "extractor.jobs"), timeout=30)
+    dead = await get_one(dlq_name(settings, "extractor.jobs"), within=30)
     assert dead.message_id == "extract.requested:test:3"
     # first delivery + `delivery_limit` redeliveries, then dead-lettered
     assert attempts == [3] * (settings.delivery_limit + 1)
