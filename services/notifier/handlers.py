@@ -1,0 +1,185 @@
+"""Notifier handlers: once every extract of a project in a push is uploaded, email the project once.
+
+How "never the same email twice" is kept (issue 3), per (push, project), each step a transaction that
+holds the project's advisory lock (`ledger.ProjectTx`):
+1. record the upload (idempotent by job id); stop if the project still waits for extracts or its
+   email already went out;
+2. read the contacts from the project's node database (outside any lock);
+3. claim: write one ledger row per recipient with status `sending`, and COMMIT, before sending;
+4. deliver: under the lock, re-read the ledger; if rows are still `sending`, send one message to those
+   recipients (cc the node address), then mark them `sent` / `simulated` / `refused` and stage
+   `project.notified` in the outbox in the same transaction.
+A second instance, or a redelivered message, finds the final rows and sends nothing and emits nothing.
+The one window left: a crash (or lost connection) after the SMTP server took the message and before
+step 4 commits leaves the rows `sending`; the redelivered message then sends the email once more, with
+the same Message-ID (so mail clients may fold the two). That duplicate is possible only there; a lost
+email is not possible, since rows become `sent` only after the server accepted the message.
+A failed extract of the project (`extract.failed`) simply leaves the email waiting: it goes out when a
+re-run of the push uploads that extract.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+from services.notifier.contacts import ContactDirectory, ProjectInfo, Recipient, choose_recipients
+from services.notifier.ledger import NotifierRepository, ProjectState
+from services.notifier.mailer import Mailer
+from services.notifier.render import EmailTemplates, build_message, email_context
+from shared.messages import PROJECT_NOTIFIED, ExtractFailed, ExtractUploaded, ProjectNotified
+
+log = logging.getLogger("otn_push.notifier")
+
+
+@dataclass
+class NotifierPorts:
+    repo: NotifierRepository
+    directory: ContactDirectory
+    mailer: Mailer
+    templates: EmailTemplates
+    sender: str
+    cc: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    status: str  # waiting | already-notified | late-job | notified | no-recipients | nothing-pending
+    event: ProjectNotified | None = None
+    detail: list[str] = field(default_factory=list)
+
+
+def notified_id(push_date: dt.date, project: str) -> str:
+    return f"{PROJECT_NOTIFIED}:{push_date.isoformat()}:{project}"
+
+
+def parse_cc(raw: str) -> list[str]:
+    return [a.strip() for a in raw.replace(";", ",").split(",") if a.strip()]
+
+
+async def handle_extract_failed(msg: ExtractFailed) -> Outcome:
+    log.info(
+        "%s failed at %s: the email of %s waits for a re-run", msg.extract.label, msg.stage, msg.extract.code
+    )
+    return Outcome("waiting", detail=[msg.extract.label])
+
+
+async def handle_extract_uploaded(msg: ExtractUploaded, ports: NotifierPorts) -> Outcome:
+    push_date, project = msg.push_date, msg.extract.code
+    async with ports.repo.locked(push_date, project) as tx:
+        new = await tx.record_upload(msg)
+        state = await tx.state()
+        if state.emailed:
+            if not new:
+                return Outcome("already-notified")
+            # an extract added to the push after the project's email went out: complete its job
+            # without a second email, and say so in the push status
+            late = ProjectNotified(
+                push_date=push_date,
+                project=project,
+                job_ids=[msg.job_id],
+                recipients=[],
+                warnings=[
+                    f"{msg.extract.label} was uploaded after {project}'s email for this push was sent; "
+                    "it was not announced by email"
+                ],
+            )
+            await tx.emit(PROJECT_NOTIFIED, late, f"{notified_id(push_date, project)}:job:{msg.job_id}")
+            return Outcome("late-job", late)
+    if state.missing:
+        log.info("%s uploaded; %s still waits for %s", msg.extract.label, project, ", ".join(state.missing))
+        return Outcome("waiting", detail=state.missing)
+
+    info = await ports.directory.project(msg.node, project)
+    warnings: list[str] = []
+    if info is None:
+        warnings.append(f"project {project} is not in node {msg.node}'s database: no contacts")
+        info = ProjectInfo(code=project, node=msg.node.upper())
+    recipients, contact_warnings = choose_recipients(info.contacts)
+    warnings += contact_warnings
+    for warning in warnings:
+        log.warning("%s: %s", project, warning)
+
+    if recipients:
+        domain = ports.sender.rpartition("@")[2] or None
+        async with ports.repo.locked(push_date, project) as tx:
+            state = await tx.state()
+            if state.emailed:
+                return Outcome("already-notified")
+            await tx.claim([r.email for r in recipients], make_msgid("otn-push", domain=domain))
+    else:
+        settled = await _settle_without_email(ports, push_date, project, warnings)
+        if settled is not None:
+            return settled
+
+    async with ports.repo.locked(push_date, project) as tx:
+        state = await tx.state()
+        message_id = state.pending_message_id
+        if state.emailed or message_id is None:
+            return Outcome("already-notified")
+        by_address = {r.email.lower(): r for r in recipients}
+        to = [by_address.get(a.lower(), Recipient(name="", email=a)) for a in state.pending]
+        message = _message(ports, info, push_date, to, state, message_id)
+        cc = [c for c in ports.cc if c.lower() not in {r.email.lower() for r in to}]
+        result = await ports.mailer.send(
+            message, recipients=[r.email for r in to] + cc, push_date=push_date, project=project
+        )
+        statuses = {r.email: ("refused" if r.email in result.refused else result.status) for r in to}
+        for address, reason in result.refused.items():
+            warnings.append(f"the mail server refused {address!r}: {reason}")
+        await tx.mark(statuses, message_id, result.outbox_file)
+        event = ProjectNotified(
+            push_date=push_date,
+            project=project,
+            job_ids=state.job_ids,
+            recipients=[a for a, s in statuses.items() if s != "refused"],
+            warnings=warnings,
+        )
+        await tx.emit(PROJECT_NOTIFIED, event, notified_id(push_date, project))
+    return Outcome("notified", event)
+
+
+def _message(
+    ports: NotifierPorts,
+    info: ProjectInfo,
+    push_date: dt.date,
+    to: list[Recipient],
+    state: ProjectState,
+    message_id: str,
+) -> EmailMessage:
+    context = email_context(
+        push_date=push_date, project=info, recipients=to, uploads=state.uploads, sender=ports.sender
+    )
+    rendered = ports.templates.render(context)
+    return build_message(
+        rendered,
+        sender=ports.sender,
+        to=to,
+        cc=ports.cc,
+        message_id=message_id,
+        push_date=push_date,
+        project=info.code,
+    )
+
+
+async def _settle_without_email(
+    ports: NotifierPorts, push_date: dt.date, project: str, warnings: list[str]
+) -> Outcome | None:
+    """Complete the project's jobs with a warning; None when an earlier claim still waits to be sent."""
+    async with ports.repo.locked(push_date, project) as tx:
+        state = await tx.state()
+        if state.emailed:
+            return Outcome("already-notified")
+        if state.pending:
+            return None
+        warnings = [*warnings, f"{project} has no usable email address: no email sent"]
+        await tx.mark({"": "skipped"}, "", None)
+        event = ProjectNotified(
+            push_date=push_date, project=project, job_ids=state.job_ids, recipients=[], warnings=warnings
+        )
+        await tx.emit(PROJECT_NOTIFIED, event, notified_id(push_date, project))
+    log.warning("%s: no usable email address, nothing sent", project)
+    return Outcome("no-recipients", event)
