@@ -1,0 +1,308 @@
+"""Build one detection extract from every node database: stream COPY output to a CSV, then zip + Parquet."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Callable
+from contextlib import AsyncExitStack, suppress
+from pathlib import Path
+from typing import BinaryIO
+
+import asyncpg
+
+from services.extractor.engine import queries as q
+from services.extractor.engine.files import sha256_of, write_parquet, write_zip
+from services.extractor.engine.result import BuiltFile, ExtractInputError, ExtractResult
+from services.extractor.engine.stream import CrlfWriter, merge_spools
+from shared.formats import (
+    FORMATS,
+    FormatError,
+    Layout,
+    check_type,
+    extract_basename,
+    layout,
+    split_project_code,
+)
+from shared.nodes import NodeUnavailable, connect
+
+Progress = Callable[[int], None]
+
+
+def _check_inputs(code: str, year: int, type_code: str, fmt: str) -> tuple[str | None, str, str]:
+    try:
+        t = check_type(type_code)
+    except FormatError as exc:
+        raise ExtractInputError(str(exc)) from None
+    if fmt not in FORMATS:
+        raise ExtractInputError(f"extract format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if not isinstance(year, int) or not 1900 <= year <= 2200:
+        raise ExtractInputError(f"extract year {year!r} is not a year between 1900 and 2200")
+    node, bare = split_project_code(code)
+    if not bare or not bare.replace("_", "").replace("-", "").isalnum():
+        raise ExtractInputError(f"project code {code!r} is not a valid code")
+    return node, bare, t
+
+
+async def _open_all(nodes: dict[str, str], stack: AsyncExitStack, fmt: str) -> dict[str, asyncpg.Connection]:
+    conns: dict[str, asyncpg.Connection] = {}
+    for name, url in nodes.items():
+        conn = await connect(name, url)
+        stack.push_async_callback(conn.close)
+        conns[name] = conn
+        try:
+            await conn.execute(q.SESSION_SETUP[fmt])
+            await conn.execute(q.TEMP_TABLES)
+        except (OSError, asyncpg.PostgresConnectionError) as exc:
+            raise NodeUnavailable(name, url, exc) from None
+    return conns
+
+
+async def _find_project(conns: dict[str, asyncpg.Connection], bare: str, wanted_node: str | None) -> str:
+    found: list[str] = []
+    for name, conn in conns.items():
+        node = await conn.fetchval(q.PROJECT_NODE_QUERY, bare)
+        if node is not None and node == name:
+            found.append(name)
+    if wanted_node is not None:
+        if wanted_node not in found:
+            raise ExtractInputError(f"project {wanted_node}.{bare} is not known in node {wanted_node}")
+        return wanted_node
+    if not found:
+        raise ExtractInputError(f"project {bare} is not known in any node ({', '.join(conns)})")
+    if len(found) > 1:
+        raise ExtractInputError(f"project {bare} is registered in several nodes ({', '.join(found)})")
+    return found[0]
+
+
+async def _load_animals(conns: dict[str, asyncpg.Connection], owners: dict[str, set[str]]) -> list[tuple]:
+    """Animals (catalog, species, common name) of the given projects, read from the nodes that own them."""
+    rows: list[tuple] = []
+    for node, codes in owners.items():
+        if codes:
+            rows += [tuple(r) for r in await conns[node].fetch(q.ANIMALS_OF_PROJECTS_QUERY, sorted(codes))]
+    return rows
+
+
+async def _fill_temp(conn: asyncpg.Connection, table: str, records: list[tuple], columns: list[str]) -> None:
+    if records:
+        await conn.copy_records_to_table(table, records=records, columns=columns, schema_name="pg_temp")
+        await conn.execute(f"ANALYZE pg_temp.{table}")
+
+
+def _tmp_path(out_dir: Path, final: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=out_dir)
+    os.fchmod(fd, 0o644)
+    os.close(fd)
+    return Path(name)
+
+
+async def build_extract(
+    nodes: dict[str, str],
+    code: str,
+    year: int,
+    type_code: str,
+    out_dir: Path,
+    fmt: str = "2025",
+    progress: Progress | None = None,
+) -> ExtractResult:
+    """Build `<code>_<type>_detections_<year>.zip` and `.parquet` in out_dir (see engine/__init__.py)."""
+    wanted_node, bare, t = _check_inputs(code, year, type_code, fmt)
+    if wanted_node is not None and wanted_node not in nodes:
+        raise ExtractInputError(f"node {wanted_node} of project {code!r} is not a configured node")
+    lay = layout(t, fmt)
+    basename = extract_basename(bare, t, year)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    warnings: list[str] = []
+    summary: dict[str, int] = {}
+
+    async with AsyncExitStack() as stack:
+        conns = await _open_all(nodes, stack, fmt)
+        home = await _find_project(conns, bare, wanted_node)
+        spec = q.ExtractSpec(bare, home, year, t, fmt)
+        temps: list[Path] = []
+
+        def cleanup() -> None:
+            for p in temps:
+                with suppress(FileNotFoundError):
+                    p.unlink()
+
+        stack.callback(cleanup)
+        csv_tmp = _tmp_path(out_dir, out_dir / f"{basename}.csv")
+        temps.append(csv_tmp)
+
+        if t == "t":
+            contributing = await _matched_plan(conns, spec, summary, warnings)
+            animals = await _load_animals(conns, {home: {bare}})
+            for name in contributing:
+                await _fill_temp(conns[name], "x_animals", animals, ["catalog", "sci", "common"])
+            rows = await _stream_matched(conns, spec, lay, contributing, csv_tmp, out_dir, temps, progress)
+        else:
+            await _receiver_plan(conns, spec, summary, warnings)
+            rows = await _stream_receiver(conns[home], spec, lay, csv_tmp, progress)
+        if rows == 0:
+            warnings.append(f"no detections for {year} (header-only file)")
+
+        zip_final, pq_final = out_dir / f"{basename}.zip", out_dir / f"{basename}.parquet"
+        zip_tmp, pq_tmp = _tmp_path(out_dir, zip_final), _tmp_path(out_dir, pq_final)
+        temps += [zip_tmp, pq_tmp]
+        await asyncio.gather(
+            asyncio.to_thread(write_zip, csv_tmp, f"{basename}.csv", zip_tmp),
+            asyncio.to_thread(_parquet_checked, csv_tmp, lay, pq_tmp, rows),
+        )
+        zip_sha, pq_sha = await asyncio.gather(
+            asyncio.to_thread(sha256_of, zip_tmp), asyncio.to_thread(sha256_of, pq_tmp)
+        )
+        os.replace(zip_tmp, zip_final)
+        os.replace(pq_tmp, pq_final)
+        files = [
+            BuiltFile(zip_final.name, zip_final, zip_final.stat().st_size, zip_sha, "zip"),
+            BuiltFile(pq_final.name, pq_final, pq_final.stat().st_size, pq_sha, "parquet"),
+        ]
+    if progress is not None:
+        progress(rows)
+    return ExtractResult(
+        code=bare,
+        year=year,
+        type=t,
+        format=fmt,
+        node=home,
+        basename=basename,
+        files=files,
+        rows=rows,
+        summary=summary,
+        warnings=warnings,
+    )
+
+
+def _parquet_checked(csv_path: Path, lay: Layout, parquet_path: Path, rows: int) -> None:
+    written = write_parquet(csv_path, lay, parquet_path)
+    if written != rows:
+        raise RuntimeError(f"Parquet has {written} rows but the CSV has {rows}")
+
+
+async def _matched_plan(
+    conns: dict[str, asyncpg.Connection], spec: q.ExtractSpec, summary: dict[str, int], warnings: list[str]
+) -> list[str]:
+    """Count rows per node and receiver project; return the nodes that contribute rows, in node order."""
+    contributing: list[str] = []
+    for name, conn in conns.items():
+        n_node = 0
+        unplaced = 0
+        for r in await conn.fetch(q.matched_stats_query(spec)):
+            summary[r["label"]] = summary.get(r["label"], 0) + r["n"]
+            n_node += r["n"]
+            unplaced += r["unplaced"]
+        if name == spec.node:
+            releases = await conn.fetchval(q.release_count_query(spec))
+            if releases:
+                label = f"{spec.node}.{spec.code}"
+                summary[label] = summary.get(label, 0) + releases
+                n_node += releases
+        if unplaced:
+            for r in await conn.fetch(q.matched_unplaced_query(spec)):
+                warnings.append(
+                    f"{r['n']} detections on receiver {r['receiver']} (node {name}) "
+                    "have no deployment at their time"
+                )
+        if n_node:
+            contributing.append(name)
+    return contributing
+
+
+async def _stream_matched(
+    conns: dict[str, asyncpg.Connection],
+    spec: q.ExtractSpec,
+    lay: Layout,
+    contributing: list[str],
+    csv_tmp: Path,
+    out_dir: Path,
+    temps: list[Path],
+    progress: Progress | None,
+) -> int:
+    with csv_tmp.open("wb") as out:
+        out.write(lay.header())
+        if len(contributing) <= 1:
+            if not contributing:
+                return 0
+            node = contributing[0]
+            writer = CrlfWriter(out, progress)
+
+            async def sink(chunk: bytes) -> None:
+                writer.feed(chunk)
+
+            sql = q.matched_query(spec, lay, with_releases=node == spec.node, with_key=False)
+            await conns[node].copy_from_query(sql, output=sink, format="csv")
+            writer.close()
+            return writer.rows
+        spool_paths: list[Path] = []
+        for node in contributing:
+            spool = _tmp_path(out_dir, out_dir / f".spool-{node.lower()}")
+            temps.append(spool)
+            spool_paths.append(spool)
+            sql = q.matched_query(spec, lay, with_releases=node == spec.node, with_key=True)
+            await conns[node].copy_from_query(sql, output=spool, format="csv")
+        loop = asyncio.get_running_loop()
+        report = (lambda n: loop.call_soon_threadsafe(progress, n)) if progress else None
+        return await asyncio.to_thread(_merge_files, spool_paths, out, report)
+
+
+def _merge_files(paths: list[Path], out: BinaryIO, progress: Progress | None) -> int:
+    handles = [p.open("rb") for p in paths]
+    try:
+        return merge_spools(handles, out, progress)
+    finally:
+        for h in handles:
+            h.close()
+
+
+async def _receiver_plan(
+    conns: dict[str, asyncpg.Connection], spec: q.ExtractSpec, summary: dict[str, int], warnings: list[str]
+) -> None:
+    """Counts per tag project; loads the trackers and their animals from their own nodes into temp tables."""
+    home = conns[spec.node]
+    stats = await home.fetch(q.receiver_stats_query(spec))
+    trackers = sorted({r["tracker"] for r in stats if r["tracker"]})
+    found: dict[str, tuple] = {}
+    owners: dict[str, set[str]] = {}
+    if trackers:
+        for name, conn in conns.items():
+            for r in await conn.fetch(q.TRACKERS_QUERY, trackers):
+                if r["node"] == name or r["code"] not in found:
+                    found[r["code"]] = (r["node"], r["shares"], r["poc"], r["pi"], name)
+        for code, (_node, _shares, _poc, _pi, held_in) in found.items():
+            owners.setdefault(held_in, set()).add(code)
+    label = {c: f"{v[0]}.{c}" for c, v in found.items()}
+    for r in stats:
+        if spec.type_code == "u":
+            key = f"{spec.node}.{spec.code}"
+        else:
+            key = label.get(r["tracker"], r["tracker"] or "")
+        summary[key] = summary.get(key, 0) + r["n"]
+    if sum(r["unplaced"] for r in stats):
+        for r in await home.fetch(q.receiver_unplaced_query(spec)):
+            warnings.append(f"{r['n']} detections on receiver {r['receiver']} have no deployment at their time")
+    missing = [c for c in trackers if c not in found]
+    if missing and spec.type_code != "u":
+        warnings.append(f"tag projects not found in any node: {', '.join(missing)}")
+    tracker_rows = [(c, label[c], v[1], v[2], v[3]) for c, v in sorted(found.items())]
+    await _fill_temp(home, "x_trackers", tracker_rows, ["code", "label", "shares", "poc", "pi"])
+    animals = await _load_animals(conns, owners)
+    await _fill_temp(home, "x_animals", animals, ["catalog", "sci", "common"])
+
+
+async def _stream_receiver(
+    conn: asyncpg.Connection, spec: q.ExtractSpec, lay: Layout, csv_tmp: Path, progress: Progress | None
+) -> int:
+    with csv_tmp.open("wb") as out:
+        out.write(lay.header())
+        writer = CrlfWriter(out, progress)
+
+        async def sink(chunk: bytes) -> None:
+            writer.feed(chunk)
+
+        await conn.copy_from_query(q.receiver_query(spec, lay), output=sink, format="csv")
+        writer.close()
+        return writer.rows
