@@ -1,0 +1,100 @@
+"""Notifier service wiring: `extract.uploaded` / `extract.failed` in, one email per project,
+`project.notified` out through the transactional outbox (relay started with the app).
+
+Messages that can never succeed (malformed, unknown node, template error, the mail server refusing the
+message for good) are dead-lettered at once with the reason logged; transient faults (node database,
+own database, SMTP down) are raised, so the message is requeued until the queue's delivery limit.
+"""
+
+import logging
+from typing import Any
+
+from faststream import FastStream
+from faststream.exceptions import RejectMessage
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.annotations import RabbitMessage
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from services.notifier.contacts import ContactDirectory, NodeDirectory, UnknownNode
+from services.notifier.handlers import (
+    NotifierPorts,
+    handle_extract_failed,
+    handle_extract_uploaded,
+    parse_cc,
+)
+from services.notifier.ledger import PRODUCER, SqlNotifierRepository
+from services.notifier.mailer import Mailer, MailRejected, make_mailer
+from services.notifier.render import EmailTemplates, TemplateProblem
+from shared.broker import make_broker
+from shared.db import make_engine, make_sessionmaker
+from shared.messages import EXTRACT_FAILED, EXTRACT_UPLOADED, ExtractFailed, ExtractUploaded
+from shared.outbox import OutboxRelay
+from shared.redact import redact_text
+from shared.settings import Settings
+from shared.topology import declare_topology, subscriber
+
+log = logging.getLogger("otn_push.notifier")
+
+PERMANENT = (UnknownNode, TemplateProblem, MailRejected)
+
+
+def build_app(
+    settings: Settings,
+    mailer: Mailer | None = None,
+    directory: ContactDirectory | None = None,
+    sessionmaker: async_sessionmaker[Any] | None = None,
+    broker: RabbitBroker | None = None,
+) -> FastStream:
+    broker = broker or make_broker(settings)
+    engine = None
+    if sessionmaker is None:
+        engine = make_engine(settings.own_database_url)
+        sessionmaker = make_sessionmaker(engine)
+    ports = NotifierPorts(
+        repo=SqlNotifierRepository(sessionmaker),
+        directory=directory or NodeDirectory(settings.nodes),
+        mailer=mailer or make_mailer(settings),
+        templates=EmailTemplates(settings.templates_dir),
+        sender=settings.smtp_from,
+        cc=parse_cc(settings.smtp_cc),
+    )
+    relay = OutboxRelay(sessionmaker, broker, settings, producer=PRODUCER)
+    secrets = settings.secrets()
+
+    @subscriber(broker, settings, "notifier.uploads")
+    async def on_event(body: dict[str, Any], message: RabbitMessage) -> None:
+        key = message.raw_message.routing_key
+        try:
+            if key == EXTRACT_UPLOADED:
+                outcome = await handle_extract_uploaded(ExtractUploaded.model_validate(body), ports)
+                if outcome.event is not None:
+                    relay.kick()
+            elif key == EXTRACT_FAILED:
+                await handle_extract_failed(ExtractFailed.model_validate(body))
+            else:
+                log.warning("ignored a message with routing key %r", key)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "message"
+            log.error("%s message rejected (dead-lettered): %s: %s", key, where, first["msg"])
+            raise RejectMessage() from None
+        except PERMANENT as exc:
+            log.error("%s message dead-lettered: %s", key, redact_text(str(exc), secrets))
+            raise RejectMessage() from None
+
+    async def start() -> None:
+        await broker.connect()
+        await declare_topology(broker, settings)
+        relay.start()
+        mode = (
+            "sending mail via SMTP" if settings.send_mail else f"simulating mail into {settings.outbox_dir}"
+        )
+        log.info("notifier ready: %s", mode)
+
+    async def stop() -> None:
+        await relay.stop()
+        if engine is not None:
+            await engine.dispose()
+
+    return FastStream(broker, logger=log, on_startup=[start], after_shutdown=[stop])

@@ -1,0 +1,61 @@
+"""Uploader service wiring: `extract.created` in, files into the document store, `extract.uploaded` out.
+
+The uploader keeps no state of its own: it publishes the result (confirmed, persistent) before the
+incoming message is acked, so a crash in between only repeats the upload, which the store recognises
+(same sha256) and skips.
+"""
+
+import logging
+from typing import Any
+
+from faststream import FastStream
+from faststream.exceptions import RejectMessage
+from faststream.rabbit import RabbitBroker
+from pydantic import ValidationError
+
+from services.uploader.handlers import Retry, handle_extract_created
+from services.uploader.store import DocumentStore, FolderStore
+from shared.broker import make_broker, publish
+from shared.messages import EXTRACT_FAILED, EXTRACT_UPLOADED, ExtractCreated, ExtractUploaded
+from shared.settings import Settings
+from shared.topology import declare_topology, subscriber
+
+log = logging.getLogger("otn_push.uploader")
+
+
+def build_app(
+    settings: Settings,
+    store: DocumentStore | None = None,
+    broker: RabbitBroker | None = None,
+    retry: Retry | None = None,
+) -> FastStream:
+    broker = broker or make_broker(settings)
+    the_store: DocumentStore = store or FolderStore(settings.store_dir)
+    the_retry = retry or Retry(attempts=settings.retry_attempts, base_delay=settings.retry_base_delay)
+
+    @subscriber(broker, settings, "uploader.files")
+    async def on_extract_created(body: dict[str, Any]) -> None:
+        try:
+            msg = ExtractCreated.model_validate(body)
+        except ValidationError as exc:
+            log.error("extract.created message rejected (dead-lettered): %s", _first_error(exc))
+            raise RejectMessage() from None
+        result = await handle_extract_created(msg, the_store, the_retry)
+        if isinstance(result, ExtractUploaded):
+            key, message_id = EXTRACT_UPLOADED, f"{EXTRACT_UPLOADED}:{msg.push_date}:{msg.job_id}"
+        else:
+            key, message_id = EXTRACT_FAILED, f"{EXTRACT_FAILED}:upload:{msg.push_date}:{msg.job_id}"
+        await publish(broker, settings, key, result, message_id)
+
+    async def start() -> None:
+        await broker.connect()
+        await declare_topology(broker, settings)
+        log.info("uploader ready: store %s", settings.store_dir)
+
+    return FastStream(broker, logger=log, on_startup=[start])
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "message"
+    return f"{where}: {first['msg']}"
