@@ -186,7 +186,14 @@ class _Generator:
             raise AssertionError(f"detection on {dep.catalog} placed at {placed.catalog}")
         match = self.matches.match(tag, corrected)
         sensor = self.sensors.get(tag)
-        raw = float(rng.randint(sensor.raw_low, sensor.raw_high)) if sensor else None
+        raw: float | None = None
+        if sensor is not None:
+            high = sensor.raw_high
+            if sensor.type == "pressure":  # an animal is never deeper than the bottom at the receiver
+                high = max(
+                    sensor.raw_low, min(high, int((dep.bottom_depth - sensor.intercept) / sensor.slope))
+                )
+            raw = float(rng.randint(sensor.raw_low, high))
         matched = match.relationship != "unqualified"
         if sensor and raw is not None:
             name, stype = tag, sensor.type if matched else None
