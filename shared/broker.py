@@ -8,18 +8,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from typing import Any
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
 from aiormq.exceptions import PublishError as ReturnedError
+from faststream import FastStream
+from faststream.exceptions import RejectMessage
 from faststream.rabbit import Channel, RabbitBroker
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from shared.logs import get_logger
-from shared.redact import redact_url
-from shared.settings import Settings
+from shared.logs import get_logger, setup_logging
+from shared.redact import redact_text, redact_url
+from shared.settings import Settings, SettingsError, load_settings
 from shared.topology import exchange
 
 log = get_logger("broker")
@@ -87,3 +92,48 @@ async def publish(
     if confirm is None:
         raise PublishError(f"{routing_key} {message_id}: publisher confirms are off on this channel")
     log.debug("published %s %s", routing_key, message_id)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_or_reject(model: type[M], body: Any, routing_key: str) -> M:
+    """Validate a message body; a malformed one can never succeed, so it is dead-lettered at once."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        errors = exc.errors()
+        where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+        problem = errors[0]["msg"] if errors else str(exc)
+        log.error("%s message dead-lettered: %s: %s", routing_key, where or "body", problem)
+        raise RejectMessage() from None
+
+
+def run_service(name: str, build: Callable[[Settings], FastStream]) -> int:
+    """`python -m services.<name>`: settings read once (a bad one exits with one line), then run."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"otn-push {name}: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings, name)
+    app = build(settings)
+    try:
+        asyncio.run(app.run())
+    except KeyboardInterrupt:
+        return 0
+    except (OSError, ConnectionError, AMQPError) as exc:
+        message = redact_text(str(exc) or type(exc).__name__, settings.secrets())
+        print(f"otn-push {name}: cannot start: {type(exc).__name__}: {message}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if type(exc).__module__.startswith(("sqlalchemy", "asyncpg", "alembic")):
+            message = redact_text(str(exc).splitlines()[0] if str(exc) else "", settings.secrets())
+            print(
+                f"otn-push {name}: own database not ready ({type(exc).__name__}: {message}); "
+                "run `otn-push db upgrade`",
+                file=sys.stderr,
+            )
+            return 1
+        raise
+    return 0

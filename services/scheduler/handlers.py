@@ -1,0 +1,374 @@
+"""Scheduler handlers: plain async functions over the own DB (SQLAlchemy) and the list port.
+
+Every state change and the events it causes are committed together (outbox); the relay publishes them.
+Message ids are business keys, with the job's attempt number where a step may legitimately repeat
+(a failed job requested again after a restart).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.scheduler.lists import ListPort
+from services.scheduler.state import ExistingJob, JobKey, auto_start_due, may_move, plan_start
+from shared.calendar import PushCalendar
+from shared.db import COMPLETED, EXTRACTING, FAILED, NOTIFYING, UPLOADING, Job, PushRun
+from shared.extract_list import ListRow, plan_jobs
+from shared.messages import (
+    EXTRACT_REQUESTED,
+    PUSH_COMPLETED,
+    PUSH_READY,
+    ExtractCreated,
+    ExtractFailed,
+    ExtractKey,
+    ExtractRequested,
+    ExtractUploaded,
+    ProjectNotified,
+    PushCompleted,
+    PushReady,
+    PushStart,
+)
+from shared.outbox import add_to_outbox_once
+
+log = logging.getLogger("otn_push.scheduler")
+PRODUCER = "scheduler"
+REJECTED = "rejected: "
+
+
+@dataclass
+class SchedulerPorts:
+    sessions: async_sessionmaker[AsyncSession]
+    lists: ListPort
+    kick: Callable[[], None] = lambda: None  # wake the outbox relay after a commit
+
+
+@dataclass
+class StartOutcome:
+    run_id: int
+    requested: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
+    in_flight: list[str] = field(default_factory=list)
+    completed: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    finished: bool = False
+
+
+def requested_id(push_date: dt.date, key: ExtractKey, attempt: int) -> str:
+    return f"{EXTRACT_REQUESTED}:{push_date.isoformat()}:{key.code}:{key.year}:{key.type}:{attempt}"
+
+
+def _key(job: Job) -> ExtractKey:
+    return ExtractKey(code=job.code, year=job.year, type=job.type)  # type: ignore[arg-type]
+
+
+async def start_push(cmd: PushStart, ports: SchedulerPorts) -> StartOutcome:
+    """Select the list (or take the manual one), record the run and jobs, stage the work; idempotent."""
+    push_date = cmd.push_date
+    if cmd.extracts is None:
+        rows = await ports.lists.pending_rows(push_date)
+    else:
+        rows = [ListRow(None, e.label) for e in cmd.extracts]
+    projects = await ports.lists.projects()
+    planned, rejects = plan_jobs(rows, projects, max_year=push_date.year)
+    warnings = [REJECTED + r.describe() for r in rejects]
+    if not rows:
+        source = "manual list" if cmd.extracts is not None else f"extract list for {push_date}"
+        warnings.append(f"the {source} has no rows to do")
+    for note_job in planned:
+        warnings += [f"{note_job.key.label}: {n}" for n in note_job.notes]
+
+    async with ports.sessions() as session, session.begin():
+        run = await _upsert_run(session, cmd, warnings)
+        existing = await _jobs_by_key(session, push_date)
+        plan = plan_start(
+            {k: ExistingJob(j.id, j.state, tuple(j.list_row_ids)) for k, j in existing.items()}, planned
+        )
+        outcome = StartOutcome(run_id=run.id, rejected=warnings[: len(rejects)])
+        to_request: list[Job] = []
+        for job in plan.new:
+            row = Job(
+                run_id=run.id,
+                push_date=push_date,
+                code=job.key.code,
+                year=job.key.year,
+                type=job.key.type,
+                node=job.node,
+                state=EXTRACTING,
+                list_row_ids=list(job.list_row_ids),
+                attempts=1,
+                files=[],
+                summary={},
+                warnings=list(job.notes),
+            )
+            session.add(row)
+            to_request.append(row)
+            outcome.requested.append(job.key.label)
+        for _found, job in plan.retry:
+            row = existing[(job.key.code, job.key.year, job.key.type)]
+            row.state, row.reason, row.run_id = EXTRACTING, None, run.id
+            row.attempts += 1
+            row.list_row_ids = _merge(row.list_row_ids, job.list_row_ids)
+            row.files, row.rows, row.summary, row.warnings = [], None, {}, list(job.notes)
+            row.extracted_at = row.uploaded_at = row.notified_at = None
+            to_request.append(row)
+            outcome.retried.append(job.key.label)
+        for _found, job in plan.in_flight:
+            row = existing[(job.key.code, job.key.year, job.key.type)]
+            row.list_row_ids = _merge(row.list_row_ids, job.list_row_ids)
+            outcome.in_flight.append(job.key.label)
+        for _found, job in plan.completed:
+            row = existing[(job.key.code, job.key.year, job.key.type)]
+            outcome.completed.append(job.key.label)
+            new_rows = [i for i in job.list_row_ids if i not in row.list_row_ids]
+            if new_rows:
+                # the extract was already made, uploaded and announced in this push: its new list rows
+                # are done by that same work
+                row.list_row_ids = _merge(row.list_row_ids, new_rows)
+                await ports.lists.mark_completed(new_rows)
+        await session.flush()
+        jobs_now = [*to_request, *(existing[(j.key.code, j.key.year, j.key.type)] for _, j in plan.in_flight)]
+        ready = PushReady(push_date=push_date, run_id=run.id, jobs=[_key(j) for j in jobs_now])
+        generation = await _generation(session, push_date)
+        await add_to_outbox_once(
+            session, PRODUCER, PUSH_READY, ready, f"{PUSH_READY}:{push_date}:{generation}"
+        )
+        for row in to_request:
+            request = ExtractRequested(
+                push_date=push_date, job_id=row.id, extract=_key(row), format=cmd.format
+            )
+            await add_to_outbox_once(
+                session,
+                PRODUCER,
+                EXTRACT_REQUESTED,
+                request,
+                requested_id(push_date, _key(row), row.attempts),
+            )
+        outcome.finished = await _finish_if_done(session, push_date)
+    ports.kick()
+    log.info(
+        "push %s started by %s: %d requested, %d retried, %d in flight, %d already completed, %d rejected",
+        push_date,
+        cmd.requested_by,
+        len(outcome.requested),
+        len(outcome.retried),
+        len(outcome.in_flight),
+        len(outcome.completed),
+        len(rejects),
+    )
+    return outcome
+
+
+def _merge(current: Sequence[int] | None, more: Sequence[int]) -> list[int]:
+    merged = list(current or [])
+    merged += [i for i in more if i not in merged]
+    return merged
+
+
+async def _upsert_run(session: AsyncSession, cmd: PushStart, warnings: list[str]) -> PushRun:
+    run = (
+        await session.execute(select(PushRun).where(PushRun.push_date == cmd.push_date).with_for_update())
+    ).scalar_one_or_none()
+    if run is None:
+        run = PushRun(
+            push_date=cmd.push_date, format=cmd.format, state="running", requested_by=cmd.requested_by
+        )
+        run.warnings = warnings
+        session.add(run)
+        await session.flush()
+        return run
+    run.format, run.requested_by, run.state = cmd.format, cmd.requested_by, "running"
+    run.restarted_at, run.finished_at = func.now(), None
+    run.warnings = warnings
+    return run
+
+
+async def _jobs_by_key(session: AsyncSession, push_date: dt.date) -> dict[JobKey, Job]:
+    jobs = (
+        await session.execute(
+            select(Job).where(Job.push_date == push_date).order_by(Job.id).with_for_update()
+        )
+    ).scalars()
+    return {(j.code, j.year, j.type): j for j in jobs}
+
+
+async def _generation(session: AsyncSession, push_date: dt.date) -> int:
+    """Grows with every (re)start that requests work: makes run-level message ids unique per round."""
+    total = await session.scalar(
+        select(func.coalesce(func.sum(Job.attempts), 0)).where(Job.push_date == push_date)
+    )
+    return int(total or 0)
+
+
+async def _finish_if_done(session: AsyncSession, push_date: dt.date) -> bool:
+    """When every job is completed or failed, finish the run and stage `push.completed` (once a round)."""
+    run = (
+        await session.execute(select(PushRun).where(PushRun.push_date == push_date).with_for_update())
+    ).scalar_one_or_none()
+    if run is None or run.state != "running":
+        return False
+    counts = dict(
+        (
+            await session.execute(
+                select(Job.state, func.count()).where(Job.push_date == push_date).group_by(Job.state)
+            )
+        ).all()
+    )
+    open_jobs = sum(n for state, n in counts.items() if state not in (COMPLETED, FAILED))
+    if open_jobs:
+        return False
+    rejected = sum(1 for w in run.warnings or [] if w.startswith(REJECTED))
+    failed = counts.get(FAILED, 0) + rejected
+    run.state = "failed" if failed else "completed"
+    run.finished_at = func.now()
+    done = PushCompleted(
+        push_date=push_date, run_id=run.id, completed=counts.get(COMPLETED, 0), failed=failed
+    )
+    generation = await _generation(session, push_date)
+    await add_to_outbox_once(
+        session, PRODUCER, PUSH_COMPLETED, done, f"{PUSH_COMPLETED}:{push_date}:{generation}"
+    )
+    log.info("push %s finished: %d completed, %d failed", push_date, done.completed, done.failed)
+    return True
+
+
+async def _job_for_update(session: AsyncSession, job_id: int) -> Job | None:
+    return (await session.execute(select(Job).where(Job.id == job_id).with_for_update())).scalar_one_or_none()
+
+
+def _unknown(kind: str, job_id: int) -> None:
+    log.warning("%s for unknown job %d ignored", kind, job_id)
+
+
+async def on_extract_created(msg: ExtractCreated, ports: SchedulerPorts) -> bool:
+    """Record the files, rows and summary; the job moves to uploading. True if the state changed."""
+    async with ports.sessions() as session, session.begin():
+        job = await _job_for_update(session, msg.job_id)
+        if job is None:
+            _unknown("extract.created", msg.job_id)
+            return False
+        moved = may_move(job.state, UPLOADING)
+        if moved or not job.files:
+            job.files = [f.model_dump(mode="json") for f in msg.files]
+            job.rows, job.summary, job.node = msg.rows, dict(msg.summary), msg.node
+            job.warnings = _merge_text(job.warnings, msg.warnings)
+            job.extracted_at = job.extracted_at or func.now()
+        if moved:
+            job.state = UPLOADING
+    return moved
+
+
+def _merge_text(current: list[str] | None, more: Sequence[str]) -> list[str]:
+    merged = list(current or [])
+    merged += [w for w in more if w not in merged]
+    return merged
+
+
+async def on_extract_uploaded(msg: ExtractUploaded, ports: SchedulerPorts) -> bool:
+    async with ports.sessions() as session, session.begin():
+        job = await _job_for_update(session, msg.job_id)
+        if job is None:
+            _unknown("extract.uploaded", msg.job_id)
+            return False
+        if not may_move(job.state, NOTIFYING):
+            return False
+        job.state = NOTIFYING
+        job.uploaded_at = func.now()
+        # the store's locations (with URLs) replace the staging paths
+        job.files = [f.model_dump(mode="json") for f in msg.files]
+    return True
+
+
+async def on_failed(
+    push_date: dt.date, job_ids: Sequence[int], stage: str, reason: str, ports: SchedulerPorts
+) -> list[int]:
+    """Fail the given jobs (those not completed/failed yet) with the reason; finish the run if done."""
+    changed: list[int] = []
+    async with ports.sessions() as session, session.begin():
+        for job_id in job_ids:
+            job = await _job_for_update(session, job_id)
+            if job is None:
+                _unknown(f"{stage} failure", job_id)
+                continue
+            if not may_move(job.state, FAILED):
+                continue
+            job.state, job.reason = FAILED, f"{stage}: {reason}"
+            changed.append(job_id)
+        if changed:
+            await _finish_if_done(session, push_date)
+    if changed:
+        ports.kick()
+        log.warning("push %s: job(s) %s failed at %s: %s", push_date, changed, stage, reason)
+    return changed
+
+
+async def on_extract_failed(msg: ExtractFailed, ports: SchedulerPorts) -> list[int]:
+    return await on_failed(msg.push_date, [msg.job_id], msg.stage, msg.reason, ports)
+
+
+async def on_project_notify_failed(payload: dict[str, Any], ports: SchedulerPorts) -> list[int]:
+    """`project.notify_failed`: `{push_date, job_ids | job_id, reason}` (an ExtractFailed also fits)."""
+    push_date = dt.date.fromisoformat(str(payload["push_date"]))
+    job_ids = payload.get("job_ids") or [payload["job_id"]]
+    reason = str(payload.get("reason") or "notification failed")
+    return await on_failed(push_date, [int(j) for j in job_ids], "notify", reason, ports)
+
+
+async def on_project_notified(msg: ProjectNotified, ports: SchedulerPorts) -> list[int]:
+    """Complete the project's jobs: list rows first (idempotent), then the jobs and maybe the run."""
+    async with ports.sessions() as session:
+        jobs = (await session.execute(select(Job).where(Job.id.in_(msg.job_ids)))).scalars().all()
+        row_ids = [i for j in jobs if j.state != FAILED for i in (j.list_row_ids or [])]
+    # The home node may be another database: complete its rows before recording the jobs as completed,
+    # so a crash in between is redone by the redelivered message instead of being forgotten.
+    if row_ids:
+        await ports.lists.mark_completed(row_ids)
+    changed: list[int] = []
+    async with ports.sessions() as session, session.begin():
+        for job_id in msg.job_ids:
+            job = await _job_for_update(session, job_id)
+            if job is None:
+                _unknown("project.notified", job_id)
+                continue
+            if msg.warnings:
+                job.warnings = _merge_text(job.warnings, msg.warnings)
+            if not may_move(job.state, COMPLETED):
+                continue
+            job.state = COMPLETED
+            job.notified_at = job.completed_at = func.now()
+            changed.append(job_id)
+        if changed:
+            await _finish_if_done(session, msg.push_date)
+    if changed:
+        ports.kick()
+    return changed
+
+
+async def auto_push_tick(
+    ports: SchedulerPorts,
+    calendar: PushCalendar,
+    quiet_period: float,
+    now: dt.datetime,
+    start: Callable[[PushStart], Any],
+) -> dt.date | None:
+    """The periodic check: start the current push by itself when its list has been quiet long enough."""
+    latest = calendar.latest_on_or_before(now.date())
+    if latest is None:
+        return None
+    async with ports.sessions() as session:
+        exists = await session.scalar(select(PushRun.id).where(PushRun.push_date == latest.date))
+    if exists is not None:
+        return None
+    activity = await ports.lists.activity(latest.date)
+    due = auto_start_due(now.date(), now, calendar, {latest.date: activity}, set(), quiet_period)
+    if due is None:
+        return None
+    log.info("push %s: list quiet for %.0fs, starting the push", due, quiet_period)
+    await start(PushStart(push_date=due, requested_by="scheduler"))
+    return due
