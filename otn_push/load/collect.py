@@ -89,7 +89,9 @@ class Collector:
         if node is None:
             raise self.r.fail(field_name, f"project {raw!r} has no node prefix; name the node with --node")
         if node not in self.nodes:
-            raise self.r.fail(field_name, f"node {node} of {raw!r} is not configured ({', '.join(self.nodes)})")
+            raise self.r.fail(
+                field_name, f"node {node} of {raw!r} is not configured ({', '.join(self.nodes)})"
+            )
         return node, code
 
     def project_rec(self, node: str, code: str) -> ProjectRec:
@@ -212,8 +214,8 @@ class Collector:
         trk_rec.roles.add("tracker")
         self.contacts_into(trk_rec)
         if r.is_present("sci"):
-            key = (trk_node, trk_code)
-            sharing[key] = sharing.get(key, False) or r.text("sci") is not None
+            share_key = (trk_node, trk_code)
+            sharing[share_key] = sharing.get(share_key, False) or r.text("sci") is not None
         catalog = r.required("catalog")
         if catalog.startswith(tagname + "-") and catalog[len(tagname) + 1 :].isdigit():
             detection_id = int(catalog[len(tagname) + 1 :])

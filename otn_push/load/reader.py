@@ -70,7 +70,15 @@ MATCHED_ALIASES = {
     "notes": "notes",
     "timezone": "timezone",
 }
-MATCHED_REQUIRED = ("tag_project", "catalog", "detected_by", "receiver", "tagname", "datecollected", "unqdetecid")
+MATCHED_REQUIRED = (
+    "tag_project",
+    "catalog",
+    "detected_by",
+    "receiver",
+    "tagname",
+    "datecollected",
+    "unqdetecid",
+)
 
 QUALIFIED_ALIASES = {
     "institutioncode": "institution",
@@ -146,7 +154,9 @@ def _read_text(path: Path) -> tuple[str, str]:
                     if n not in csvs and not n.endswith("/") and Path(n).name != "data_description.txt"
                 ]
                 if len(csvs) != 1 or others:
-                    raise LoadError(name, f"a zip must hold exactly one CSV (found {len(csvs)} CSV, {others})")
+                    raise LoadError(
+                        name, f"a zip must hold exactly one CSV (found {len(csvs)} CSV, {others})"
+                    )
                 name = f"{path.name}:{csvs[0]}"
                 raw = zf.read(csvs[0])
         else:
@@ -167,6 +177,7 @@ def open_extract(path: Path) -> ExtractFile:
         raise LoadError(name, "empty file (no header row)")
     header = [h.strip() for h in first]
     lower = [h.lower() for h in header]
+    required: tuple[str, ...]
     if "basisofrecord" in lower or "trackercode" in lower:
         kind, aliases, required = "qualified", QUALIFIED_ALIASES, QUALIFIED_REQUIRED
     elif "detectedby" in lower:

@@ -51,9 +51,7 @@ class WriteReport:
 
 def _fill_in(columns: list[str], keys: list[str], special: dict[str, str] | None = None) -> str:
     special = special or {}
-    sets = [
-        f"{c} = {special.get(c, f'COALESCE(s.{c}, t.{c})')}" for c in columns if c not in keys
-    ]
+    sets = [f"{c} = {special.get(c, f'COALESCE(s.{c}, t.{c})')}" for c in columns if c not in keys]
     return ", ".join(sets)
 
 
@@ -69,7 +67,9 @@ async def _upsert(
     if not records:
         return
     tmp = "tmp_" + table.rsplit(".", 1)[1]
-    await conn.execute(f"CREATE TEMP TABLE {tmp} ON COMMIT DROP AS SELECT {', '.join(columns)} FROM {table} WITH NO DATA")
+    await conn.execute(
+        f"CREATE TEMP TABLE {tmp} ON COMMIT DROP AS SELECT {', '.join(columns)} FROM {table} WITH NO DATA"
+    )
     await conn.copy_records_to_table(tmp, records=records, columns=columns, schema_name="pg_temp")
     match = " AND ".join(f"t.{k} = s.{k}" for k in keys)
     await conn.execute(f"UPDATE {table} t SET {_fill_in(columns, keys, special)} FROM {tmp} s WHERE {match}")
@@ -126,7 +126,8 @@ async def _write_detections(conn: asyncpg.Connection, batch: NodeBatch) -> None:
     cols = list(DETECTION_COLUMNS)
     await ensure_partitions(conn, batch.years())
     await conn.execute(
-        f"CREATE TEMP TABLE tmp_detections ON COMMIT DROP AS SELECT {', '.join(cols)} FROM {D.table} WITH NO DATA"
+        f"CREATE TEMP TABLE tmp_detections ON COMMIT DROP AS SELECT {', '.join(cols)} "
+        f"FROM {D.table} WITH NO DATA"
     )
     await conn.copy_records_to_table("tmp_detections", records=records, columns=cols, schema_name="pg_temp")
     same = f"o.{D.project} = s.{D.project} AND o.{D.detection_id} = s.{D.detection_id}"
@@ -170,7 +171,11 @@ async def _write_node(conn: asyncpg.Connection, batch: NodeBatch) -> NodeCounts:
     )  # fmt: skip
     await _write_detections(conn, batch)
     return NodeCounts(
-        len(batch.projects), len(batch.animals), len(batch.releases), len(batch.moorings), len(batch.detections)
+        len(batch.projects),
+        len(batch.animals),
+        len(batch.releases),
+        len(batch.moorings),
+        len(batch.detections),
     )
 
 

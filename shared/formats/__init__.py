@@ -37,11 +37,11 @@ _NOT_IN_UNQUALIFIED_2025 = {"trackerCode", "scientificName", "contactPOC", "cont
 UNQUALIFIED_2025 = [c for c in QUALIFIED_2025 if c not in _NOT_IN_UNQUALIFIED_2025]
 
 MATCHED_LEGACY = (
-    "collectioncode, catalognumber, scientificname, commonname, datelastmodified, detectedby, receiver_group, "
-    "station, receiver, bottom_depth, receiver_depth, tagname, codespace, sensorname, sensorraw, sensortype, "
-    "sensorvalue, sensorunit, datecollected, timezone, longitude, latitude, the_geom, yearcollected, "
-    "monthcollected, daycollected, julianday, timeofday, local_area, notes, citation, unqdetecid, "
-    "contact_poc, contact_pi"
+    "collectioncode, catalognumber, scientificname, commonname, datelastmodified, detectedby, "
+    "receiver_group, station, receiver, bottom_depth, receiver_depth, tagname, codespace, sensorname, "
+    "sensorraw, sensortype, sensorvalue, sensorunit, datecollected, timezone, longitude, latitude, "
+    "the_geom, yearcollected, monthcollected, daycollected, julianday, timeofday, local_area, notes, "
+    "citation, unqdetecid, contact_poc, contact_pi"
 ).split(", ")
 QUALIFIED_LEGACY = (
     "basisofrecord, institutioncode, collectioncode, datelastmodified, datecollected, timezone, trackercode, "
@@ -53,7 +53,13 @@ _NOT_IN_UNQUALIFIED_LEGACY = {"trackercode", "scientificname", "tag_contact_pi",
 UNQUALIFIED_LEGACY = [c for c in QUALIFIED_LEGACY if c not in _NOT_IN_UNQUALIFIED_LEGACY]
 
 TIMESTAMP_COLUMNS = frozenset(
-    {"dateLastModified", "dateCollectedUTC", "uncorrectedDateCollectedUTC", "datelastmodified", "datecollected"}
+    {
+        "dateLastModified",
+        "dateCollectedUTC",
+        "uncorrectedDateCollectedUTC",
+        "datelastmodified",
+        "datecollected",
+    }
 )
 DOUBLE_COLUMNS = frozenset(
     {

@@ -245,7 +245,11 @@ async def _stream_matched(
             sql = q.matched_query(spec, lay, with_releases=node == spec.node, with_key=True)
             await conns[node].copy_from_query(sql, output=spool, format="csv")
         loop = asyncio.get_running_loop()
-        report = (lambda n: loop.call_soon_threadsafe(progress, n)) if progress else None
+
+        def report(rows: int) -> None:
+            if progress is not None:
+                loop.call_soon_threadsafe(progress, rows)
+
         return await asyncio.to_thread(_merge_files, spool_paths, out, report)
 
 
@@ -283,7 +287,9 @@ async def _receiver_plan(
         summary[key] = summary.get(key, 0) + r["n"]
     if sum(r["unplaced"] for r in stats):
         for r in await home.fetch(q.receiver_unplaced_query(spec)):
-            warnings.append(f"{r['n']} detections on receiver {r['receiver']} have no deployment at their time")
+            warnings.append(
+                f"{r['n']} detections on receiver {r['receiver']} have no deployment at their time"
+            )
     missing = [c for c in trackers if c not in found]
     if missing and spec.type_code != "u":
         warnings.append(f"tag projects not found in any node: {', '.join(missing)}")

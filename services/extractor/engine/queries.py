@@ -73,7 +73,11 @@ def _legacy_time_parts(ts: str) -> dict[str, str]:
         "monthcollected": f"extract(month FROM {ts})::int::text",
         "daycollected": f"extract(day FROM {ts})::int::text",
         "julianday": f"extract(doy FROM {ts})::int::text",
-        "timeofday": f_float(f"(extract(epoch FROM {ts}::time) / 3600)::float8"),
+        # hour + minute/60 + second/3600 in float8 reproduces the legacy files but for the 15th digit
+        "timeofday": f_float(
+            f"(extract(hour FROM {ts})::float8 + extract(minute FROM {ts})::float8 / 60 "
+            f"+ extract(second FROM {ts})::float8 / 3600)"
+        ),
     }
 
 
@@ -247,7 +251,7 @@ LEGACY_MATCHED_SOURCES = {
 def _select(cols: dict[str, str], layout: Layout, sources: dict[str, str], with_key: bool) -> str:
     exprs = [f"{cols['_key']} AS _k"] if with_key else []
     for name in layout.columns:
-        exprs.append(f"{cols[sources.get(name, name)]} AS \"{name}\"")
+        exprs.append(f'{cols[sources.get(name, name)]} AS "{name}"')
     return ",\n       ".join(exprs)
 
 
@@ -270,7 +274,7 @@ LEFT JOIN pc ON pc.code = r.{R.project}
 WHERE r.{R.project} = {lit(spec.code)} AND r.{R.tag_kind} = 'animal'""")
     body = "\nUNION ALL\n".join(parts)
     outer = "*" if with_key else ", ".join(f'"{c}"' for c in layout.columns)
-    return f"WITH {CONTACTS_CTE}\nSELECT {outer} FROM (\n{body}\n) x ORDER BY _k COLLATE \"C\""
+    return f'WITH {CONTACTS_CTE}\nSELECT {outer} FROM (\n{body}\n) x ORDER BY _k COLLATE "C"'
 
 
 def matched_stats_query(spec: ExtractSpec) -> str:
@@ -365,7 +369,7 @@ LEGACY_RECEIVER_SOURCES = {
 def receiver_query(spec: ExtractSpec, layout: Layout) -> str:
     sources = LEGACY_RECEIVER_SOURCES if spec.fmt == "legacy" else {}
     cols = receiver_columns(spec)
-    exprs = ",\n       ".join(f"{cols[sources.get(n, n)]} AS \"{n}\"" for n in layout.columns)
+    exprs = ",\n       ".join(f'{cols[sources.get(n, n)]} AS "{n}"' for n in layout.columns)
     return f"""SELECT {exprs}
 FROM {D.table} d
 JOIN {P.table} p ON p.{P.code} = d.{D.project}
@@ -376,7 +380,8 @@ ORDER BY d.{D.tagname} COLLATE "C", d.{D.datecollected}, d.{D.detection_id}"""
 
 
 def receiver_stats_query(spec: ExtractSpec) -> str:
-    return f"""SELECT d.{D.tracker} AS tracker, count(*) AS n, count(*) FILTER (WHERE {unplaced()}) AS unplaced
+    return f"""SELECT d.{D.tracker} AS tracker, count(*) AS n,
+       count(*) FILTER (WHERE {unplaced()}) AS unplaced
 FROM {D.table} d WHERE {receiver_where(spec)} GROUP BY 1 ORDER BY 1"""
 
 

@@ -7,7 +7,7 @@ terminators are told apart by quote parity: a line whose quotes are unbalanced c
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO
 
 PROGRESS_EVERY = 50_000
@@ -81,7 +81,7 @@ def keyed_records(f: BinaryIO) -> Iterator[tuple[bytes, bytes]]:
 
 
 def merge_spools(
-    spools: list[BinaryIO], out: BinaryIO, progress: Callable[[int], None] | None = None
+    spools: Sequence[BinaryIO], out: BinaryIO, progress: Callable[[int], None] | None = None
 ) -> int:
     """Merge per-node spools sorted by their key column into `out` (CRLF records); returns the row count."""
     rows = 0

@@ -1,0 +1,46 @@
+"""`otn-push extract CODE YEAR TYPE --out DIR [--format 2025|legacy]`: one extract, without the broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn
+
+from otn_push.cli.common import console, fail, run, settings
+from services.extractor.engine import ExtractInputError, build_extract
+from shared.nodes import NodeUnavailable
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("extract")
+    def extract(
+        code: str = typer.Argument(..., help="Project code, e.g. NSBS or OTN.NSBS."),
+        year: int = typer.Argument(..., help="Calendar year of the detections."),
+        type_code: str = typer.Argument(
+            ..., metavar="TYPE", help="t matched, q qualified, u unqualified, s sentinel."
+        ),
+        out: Path = typer.Option(..., "--out", help="Directory for the .zip and .parquet."),
+        fmt: str = typer.Option("2025", "--format", help="2025 or legacy."),
+    ) -> None:
+        """Build one detection extract (CSV in zip + Parquet) from every configured node database."""
+        cfg = settings()
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
+        ) as bar:
+            task = bar.add_task(f"building {code} {year} {type_code}", total=None)
+
+            def progress(rows: int) -> None:
+                bar.update(task, description=f"building {code} {year} {type_code}: {rows:,} rows")
+
+            try:
+                result = run(build_extract(cfg.nodes, code, year, type_code, out, fmt=fmt, progress=progress))
+            except (ExtractInputError, NodeUnavailable) as exc:
+                fail(str(exc))
+        console.print(f"{result.basename}: {result.rows:,} rows (node {result.node}, format {result.format})")
+        for f in result.files:
+            console.print(f"  {f.path}  {f.size:,} bytes  sha256 {f.sha256}")
+        for project, rows in sorted(result.summary.items()):
+            console.print(f"  {project}: {rows:,} rows")
+        for warning in result.warnings:
+            console.print(f"  [yellow]warning:[/] {warning}")
