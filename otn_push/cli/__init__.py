@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from otn_push.cli import extract_cmd, load_cmd, nodes_cmd
+from otn_push.cli import demo_cmd, extract_cmd, load_cmd, nodes_cmd
 
 app = typer.Typer(
     name="otn-push",
@@ -14,7 +14,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (nodes_cmd, load_cmd, extract_cmd):
+for module in (nodes_cmd, load_cmd, extract_cmd, demo_cmd):
     module.register(app)
 
 
