@@ -287,6 +287,9 @@ def collect(
     count = 0
     for number, row in f.rows():
         c.r.set(number, row)
+        zone = c.r.text("timezone")
+        if zone is not None and zone.upper() not in ("UTC", "GMT", "Z"):
+            raise c.r.fail("timezone", f"{zone!r}: only UTC times are supported")
         if f.kind == "matched":
             c.matched_row()
         else:

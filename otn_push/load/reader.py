@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.formats import MATCHED_2025, QUALIFIED_2025
+
 
 class LoadError(ValueError):
     """A file cannot be loaded; the message names the file, and the row and column when there is one."""
@@ -114,11 +116,7 @@ QUALIFIED_ALIASES = {
 }
 QUALIFIED_REQUIRED = ("receiver_project", "tracker", "tagname", "catalog", "receiver", "datecollected")
 
-TIME_FIELDS = frozenset({"datecollected", "uncorrected"})
-DATE_FIELDS = frozenset({"date_modified"})
-FLOAT_FIELDS = frozenset(
-    {"bottom_depth", "receiver_depth", "sensorraw", "sensorvalue", "longitude", "latitude"}
-)
+_CAMEL = {c.lower(): c for c in (*MATCHED_2025, *QUALIFIED_2025)}
 MISSING = frozenset({"", "NA", "N/A", "NULL", "null", "None", "nan", "NaN"})
 
 
@@ -191,10 +189,12 @@ def open_extract(path: Path) -> ExtractFile:
         if field is not None and field not in fields:
             fields[field] = i
             columns[field] = header[i]
+    camel = any(h != h.lower() for h in header)  # 2025 files name columns in camelCase
     for field in required:
         if field not in fields:
             wanted = [k for k, v in aliases.items() if v == field]
-            raise LoadError(name, f"missing column (one of {', '.join(wanted)})", column=wanted[0])
+            shown = [_CAMEL.get(w, w) for w in wanted] if camel else wanted
+            raise LoadError(name, f"missing column (one of {', '.join(shown)})", column=shown[0])
     return ExtractFile(name, kind, header, fields, columns, text)
 
 
