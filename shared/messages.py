@@ -103,6 +103,15 @@ class ProjectNotified(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
+class ProjectNotifyFailed(BaseModel):
+    """The project's email cannot be sent until something is fixed (settings, templates, contacts' node)."""
+
+    push_date: dt.date
+    project: str
+    job_ids: list[int]
+    reason: str
+
+
 class PushCompleted(BaseModel):
     push_date: dt.date
     run_id: int

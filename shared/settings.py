@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     exchange: str = "otn.push"
 
     store_dir: Path = Path("var/store")
+    store_url: str | None = None  # public base URL of store_dir, for the links in emails (else file://)
     staging_dir: Path = Path("var/staging")
     outbox_dir: Path = Path("var/outbox")
 

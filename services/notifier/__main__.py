@@ -4,6 +4,7 @@ import asyncio
 import sys
 
 from services.notifier.app import build_app
+from services.notifier.render import TemplateProblem
 from shared.logs import setup_logging
 from shared.settings import SettingsError, load_settings
 
@@ -15,7 +16,12 @@ def main() -> int:
         print(f"notifier: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings, "notifier")
-    asyncio.run(build_app(settings).run())
+    try:
+        app = build_app(settings)
+    except TemplateProblem as exc:
+        print(f"notifier: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(app.run())
     return 0
 
 

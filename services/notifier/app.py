@@ -1,9 +1,10 @@
 """Notifier service wiring: `extract.uploaded` / `extract.failed` in, one email per project,
 `project.notified` out through the transactional outbox (relay started with the app).
 
-Messages that can never succeed (malformed, unknown node, template error, the mail server refusing the
-message for good) are dead-lettered at once with the reason logged; transient faults (node database,
-own database, SMTP down) are raised, so the message is requeued until the queue's delivery limit.
+A malformed message is dead-lettered at once with the reason logged; faults that retrying cannot cure
+(unknown node, template error, the mail server refusing the message for good) become
+`project.notify_failed` (see handlers); transient faults (node database, own database, SMTP down after
+the mailer's own retries) are raised, so the message is requeued until the queue's delivery limit.
 """
 
 import logging
@@ -16,7 +17,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from services.notifier.contacts import ContactDirectory, NodeDirectory, UnknownNode
+from services.notifier.contacts import ContactDirectory, NodeDirectory
 from services.notifier.handlers import (
     NotifierPorts,
     handle_extract_failed,
@@ -24,19 +25,16 @@ from services.notifier.handlers import (
     parse_cc,
 )
 from services.notifier.ledger import PRODUCER, SqlNotifierRepository
-from services.notifier.mailer import Mailer, MailRejected, make_mailer
-from services.notifier.render import EmailTemplates, TemplateProblem
+from services.notifier.mailer import Mailer, make_mailer
+from services.notifier.render import EmailTemplates
 from shared.broker import make_broker
 from shared.db import make_engine, make_sessionmaker
 from shared.messages import EXTRACT_FAILED, EXTRACT_UPLOADED, ExtractFailed, ExtractUploaded
 from shared.outbox import OutboxRelay
-from shared.redact import redact_text
 from shared.settings import Settings
 from shared.topology import declare_topology, subscriber
 
 log = logging.getLogger("otn_push.notifier")
-
-PERMANENT = (UnknownNode, TemplateProblem, MailRejected)
 
 
 def build_app(
@@ -60,7 +58,6 @@ def build_app(
         cc=parse_cc(settings.smtp_cc),
     )
     relay = OutboxRelay(sessionmaker, broker, settings, producer=PRODUCER)
-    secrets = settings.secrets()
 
     @subscriber(broker, settings, "notifier.uploads")
     async def on_event(body: dict[str, Any], message: RabbitMessage) -> None:
@@ -68,7 +65,7 @@ def build_app(
         try:
             if key == EXTRACT_UPLOADED:
                 outcome = await handle_extract_uploaded(ExtractUploaded.model_validate(body), ports)
-                if outcome.event is not None:
+                if outcome.status not in ("waiting", "already-notified"):
                     relay.kick()
             elif key == EXTRACT_FAILED:
                 await handle_extract_failed(ExtractFailed.model_validate(body))
@@ -78,9 +75,6 @@ def build_app(
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "message"
             log.error("%s message rejected (dead-lettered): %s: %s", key, where, first["msg"])
-            raise RejectMessage() from None
-        except PERMANENT as exc:
-            log.error("%s message dead-lettered: %s", key, redact_text(str(exc), secrets))
             raise RejectMessage() from None
 
     async def start() -> None:

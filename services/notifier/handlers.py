@@ -15,7 +15,9 @@ step 4 commits leaves the rows `sending`; the redelivered message then sends the
 the same Message-ID (so mail clients may fold the two). That duplicate is possible only there; a lost
 email is not possible, since rows become `sent` only after the server accepted the message.
 A failed extract of the project (`extract.failed`) simply leaves the email waiting: it goes out when a
-re-run of the push uploads that extract.
+re-run of the push uploads that extract. Faults that retrying cannot cure (unknown node, broken
+template, the mail server refusing the message for good) emit `project.notify_failed` with the reason,
+so the push status shows it; claimed rows stay `sending` and a re-run after the fix sends them.
 """
 
 from __future__ import annotations
@@ -25,14 +27,31 @@ import logging
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import make_msgid
+from uuid import uuid4
 
-from services.notifier.contacts import ContactDirectory, ProjectInfo, Recipient, choose_recipients
+from services.notifier.contacts import (
+    ContactDirectory,
+    ProjectInfo,
+    Recipient,
+    UnknownNode,
+    choose_recipients,
+)
 from services.notifier.ledger import NotifierRepository, ProjectState
-from services.notifier.mailer import Mailer
-from services.notifier.render import EmailTemplates, build_message, email_context
-from shared.messages import PROJECT_NOTIFIED, ExtractFailed, ExtractUploaded, ProjectNotified
+from services.notifier.mailer import Mailer, MailRejected
+from services.notifier.render import EmailTemplates, TemplateProblem, build_message, email_context
+from shared.messages import (
+    PROJECT_NOTIFIED,
+    PROJECT_NOTIFY_FAILED,
+    ExtractFailed,
+    ExtractUploaded,
+    ProjectNotified,
+    ProjectNotifyFailed,
+)
 
 log = logging.getLogger("otn_push.notifier")
+
+# faults that retrying cannot cure: they fail the project's jobs with the reason instead
+PERMANENT_ERRORS = (UnknownNode, TemplateProblem, MailRejected)
 
 
 @dataclass
@@ -47,7 +66,7 @@ class NotifierPorts:
 
 @dataclass
 class Outcome:
-    status: str  # waiting | already-notified | late-job | notified | no-recipients | nothing-pending
+    status: str  # waiting | already-notified | late-job | notified | no-recipients | failed
     event: ProjectNotified | None = None
     detail: list[str] = field(default_factory=list)
 
@@ -92,7 +111,14 @@ async def handle_extract_uploaded(msg: ExtractUploaded, ports: NotifierPorts) ->
     if state.missing:
         log.info("%s uploaded; %s still waits for %s", msg.extract.label, project, ", ".join(state.missing))
         return Outcome("waiting", detail=state.missing)
+    try:
+        return await _notify_project(msg, ports)
+    except PERMANENT_ERRORS as exc:
+        return await _notify_failed(ports, push_date, project, f"{type(exc).__name__}: {exc}")
 
+
+async def _notify_project(msg: ExtractUploaded, ports: NotifierPorts) -> Outcome:
+    push_date, project = msg.push_date, msg.extract.code
     info = await ports.directory.project(msg.node, project)
     warnings: list[str] = []
     if info is None:
@@ -163,6 +189,23 @@ def _message(
         push_date=push_date,
         project=info.code,
     )
+
+
+async def _notify_failed(ports: NotifierPorts, push_date: dt.date, project: str, reason: str) -> Outcome:
+    """Fail the project's jobs with the reason (shown in push status); a re-run of the push retries."""
+    async with ports.repo.locked(push_date, project) as tx:
+        state = await tx.state()
+        if state.emailed:
+            return Outcome("already-notified")
+        event = ProjectNotifyFailed(
+            push_date=push_date, project=project, job_ids=state.job_ids, reason=reason
+        )
+        # a unique id: after a fix, a re-run may fail again and must be able to say so again
+        await tx.emit(
+            PROJECT_NOTIFY_FAILED, event, f"{PROJECT_NOTIFY_FAILED}:{push_date}:{project}:{uuid4().hex}"
+        )
+    log.error("email for %s (push %s) cannot be sent: %s", project, push_date, reason)
+    return Outcome("failed", detail=[reason])
 
 
 async def _settle_without_email(

@@ -30,7 +30,7 @@ def build_app(
     retry: Retry | None = None,
 ) -> FastStream:
     broker = broker or make_broker(settings)
-    the_store: DocumentStore = store or FolderStore(settings.store_dir)
+    the_store: DocumentStore = store or FolderStore(settings.store_dir, base_url=settings.store_url)
     the_retry = retry or Retry(attempts=settings.retry_attempts, base_delay=settings.retry_base_delay)
 
     @subscriber(broker, settings, "uploader.files")

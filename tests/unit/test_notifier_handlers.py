@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from services.notifier.contacts import Contact, ProjectInfo
+from services.notifier.contacts import Contact, ProjectInfo, UnknownNode
 from services.notifier.handlers import NotifierPorts, handle_extract_failed, handle_extract_uploaded
 from services.notifier.ledger import ProjectState, ProjectTx, UploadRecord
-from services.notifier.mailer import MailUnavailable, SendResult
+from services.notifier.mailer import MailRejected, MailUnavailable, SendResult
 from services.notifier.render import EmailTemplates
 from shared.messages import ExtractFailed, ExtractKey, ExtractUploaded, FileInfo
 from shared.nodeschema import ROLE_PI, ROLE_POC
@@ -384,3 +384,34 @@ async def test_server_refused_recipient_is_recorded_and_reported() -> None:
     assert out.event.recipients == ["jane.doe@dal.ca"]
     assert any("550 no such user" in w for w in out.event.warnings)
     assert repo.tables.ledger[(PUSH, "NSBS", "rob@example.org")][0] == "refused"
+
+
+async def test_permanent_mail_failure_fails_the_jobs_with_the_reason_and_a_rerun_sends() -> None:
+    repo = repo_with_jobs((1, "NSBS", 2022, "t"), (2, "NSBS", 2021, "t"))
+    mailer = RecordingMailer()
+    p = ports(repo, mailer)
+    await handle_extract_uploaded(uploaded(1), p)
+    mailer.fail_with = MailRejected("SMTP server mail.example:25 answered 535 authentication failed")
+    out = await handle_extract_uploaded(uploaded(2, year=2021), p)
+    assert out.status == "failed"
+    [(key, payload)] = repo.tables.outbox.values()
+    assert key == "project.notify_failed"
+    assert payload["job_ids"] == [1, 2] and "535 authentication failed" in payload["reason"]
+    assert {s for s, _ in repo.tables.ledger.values()} == {"sending"}
+
+    mailer.fail_with = None  # fixed; the push is started again and the upload comes round once more
+    assert (await handle_extract_uploaded(uploaded(2, year=2021), p)).status == "notified"
+    assert len(mailer.sent) == 1
+
+
+async def test_unknown_node_fails_the_project_instead_of_looping() -> None:
+    class NoNodes:
+        async def project(self, node: str, code: str) -> ProjectInfo | None:
+            raise UnknownNode(f"node {node!r} is not configured (OTN_PUSH_NODES: ACT)")
+
+    repo = repo_with_jobs((1, "NSBS", 2022, "t"))
+    p = ports(repo, RecordingMailer())
+    p.directory = NoNodes()
+    out = await handle_extract_uploaded(uploaded(1), p)
+    assert out.status == "failed" and "not configured" in out.detail[0]
+    assert [k for k, _ in repo.tables.outbox.values()] == ["project.notify_failed"]
