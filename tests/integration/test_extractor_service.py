@@ -72,6 +72,10 @@ def request(job_id: int = 1, code: str = "NSBS", fmt: str = "2025") -> ExtractRe
     )
 
 
+def read(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
 async def next_event(settings: Settings, role: str) -> tuple[str, dict[str, Any]]:
     message = await get_one(queue_name(settings, role), within=20)
     return message.routing_key or "", json.loads(message.body)
@@ -97,7 +101,7 @@ async def test_request_builds_files_and_announces_them_once(make_settings, rabbi
         assert event["summary"] == {"NSBS": 2, "HFX": 1} and event["warnings"] == ["fake warning"]
         assert [Path(f["path"]).parent for f in event["files"]] == [folder.resolve()] * 2
         for f in event["files"]:
-            data = Path(f["path"]).read_bytes()
+            data = read(f["path"])
             assert f["size"] == len(data) and f["sha256"] == hashlib.sha256(data).hexdigest()
         assert (folder / "manifest.json").is_file()
         # the scheduler gets the same event
@@ -161,7 +165,7 @@ async def test_transient_failure_then_success_and_leftovers_cleared(make_setting
     app, client = await started(settings, rabbit, engine)
     try:
         await publish(client, settings, EXTRACT_REQUESTED, request(), "r4")
-        key, event = await next_event(settings, "uploader.files")
+        key, _ = await next_event(settings, "uploader.files")
         assert key == "extract.created" and len(engine.calls) == 2
         assert not list(folder.glob("*.part"))
         assert sorted(p.name for p in folder.iterdir()) == [
