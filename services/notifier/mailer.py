@@ -89,18 +89,18 @@ class SmtpMailer:
             if all(code >= 500 for code in codes):
                 return {r.recipient: f"{r.code} {r.message}" for r in exc.recipients}
             raise MailUnavailable(f"recipients deferred ({self._safe(detail)})") from None
-        except aiosmtplib.SMTPNotSupported as exc:
-            raise MailRejected(f"SMTP server {s.smtp_host}:{s.smtp_port}: {self._safe(str(exc))}") from None
         except aiosmtplib.SMTPResponseException as exc:
             what = f"SMTP server {s.smtp_host}:{s.smtp_port} answered {exc.code} {self._safe(exc.message)}"
             if 400 <= exc.code < 500:
                 raise MailUnavailable(what) from None
             raise MailRejected(what) from None
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:  # incl. aiosmtplib's connect/timeout/disconnect errors
             raise MailUnavailable(
                 f"SMTP server {s.smtp_host}:{s.smtp_port} unreachable ({type(exc).__name__}: "
                 f"{self._safe(str(exc))})"
             ) from None
+        except aiosmtplib.SMTPException as exc:  # STARTTLS or AUTH not offered: the settings are wrong
+            raise MailRejected(f"SMTP server {s.smtp_host}:{s.smtp_port}: {self._safe(str(exc))}") from None
         return {addr: f"{resp.code} {resp.message}" for addr, resp in errors.items()}
 
     async def send(

@@ -16,6 +16,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from services.notifier.app import build_app
+from services.notifier.mailer import Backoff, MailRejected, MailUnavailable, SmtpMailer
 from shared.broker import publish
 from shared.db import EmailSent, Job, OutboxMessage, PushRun, make_engine, make_sessionmaker
 from shared.messages import (
@@ -293,3 +294,57 @@ async def test_one_email_per_project_to_exactly_its_contacts_once(
         assert len(await published_notifications(own_db)) == 4
     finally:
         await app.stop()
+
+
+class Grumpy:
+    """An SMTP server that refuses one address for good and defers every message (451)."""
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address.startswith("gone@"):
+            return "550 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        return "451 try again later"
+
+
+def simple_message() -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = NODE_ADDRESS
+    message["To"] = "jane.doe@dal.ca"
+    message["Subject"] = "test"
+    message.set_content("hello")
+    return message
+
+
+async def test_smtp_mailer_classifies_server_answers(make_settings: Any) -> None:
+    port = free_port()
+    controller = Controller(Grumpy(), hostname="127.0.0.1", port=port)
+    controller.start()
+    delays: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+
+    try:
+        settings: Settings = make_settings(send_mail=True, smtp_host="127.0.0.1", smtp_port=port)
+        mailer = SmtpMailer(settings, Backoff(attempts=2, base_delay=0.1, sleep=sleep))
+        # every recipient refused for good: reported per address, nothing raised
+        result = await mailer.send(
+            simple_message(), recipients=["gone@example.org"], push_date=PUSH, project="P"
+        )
+        assert result.refused == {"gone@example.org": "550 no such user"}
+        # 451 on the message: transient, retried, then handed back
+        with pytest.raises(MailUnavailable, match="451"):
+            await mailer.send(simple_message(), recipients=["jane.doe@dal.ca"], push_date=PUSH, project="P")
+        assert delays == [0.1]
+        # STARTTLS demanded but not offered: a settings problem, not retried
+        tls = SmtpMailer(
+            settings.model_copy(update={"smtp_starttls": True}), Backoff(attempts=3, sleep=sleep)
+        )
+        with pytest.raises(MailRejected, match="STARTTLS"):
+            await tls.send(simple_message(), recipients=["jane.doe@dal.ca"], push_date=PUSH, project="P")
+        assert delays == [0.1]
+    finally:
+        controller.stop()
