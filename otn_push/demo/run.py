@@ -86,14 +86,16 @@ class DemoPaths:
             folder.mkdir(parents=True)
 
 
-def demo_environment(settings: Settings, paths: DemoPaths, push_date: dt.date) -> dict[str, str]:
+def demo_environment(
+    settings: Settings, paths: DemoPaths, push_date: dt.date, exchange: str = DEMO_EXCHANGE
+) -> dict[str, str]:
     """The environment of the services and of every step: the demo's own exchange, folders, nodes."""
     env = {
         "OTN_PUSH_NODES": ";".join(f"{name}={url}" for name, url in settings.nodes.items()),
         "OTN_PUSH_HOME_NODE": settings.home_node,
         "OTN_PUSH_DATABASE_URL": settings.home_url,
         "OTN_PUSH_AMQP_URL": settings.amqp_url,
-        "OTN_PUSH_EXCHANGE": DEMO_EXCHANGE,
+        "OTN_PUSH_EXCHANGE": exchange,
         "OTN_PUSH_STORE_DIR": str(paths.store.resolve()),
         "OTN_PUSH_STAGING_DIR": str(paths.staging.resolve()),
         "OTN_PUSH_OUTBOX_DIR": str(paths.outbox.resolve()),
@@ -404,13 +406,20 @@ def run_demo(
     seed: int = 7,
     push_date: dt.date | None = None,
     timeout: float = 900.0,
+    base: Settings | None = None,
+    exchange: str = DEMO_EXCHANGE,
+    folder: Path | None = None,
 ) -> int:
-    """The whole demo; returns the exit code (0 = every extract completed)."""
-    base = Settings()
+    """The whole demo; returns the exit code (0 = every extract completed).
+
+    `base` (default: the settings from the environment) gives the node databases and the broker; tests
+    pass their own, with their own `exchange` and `folder` (default `var/demo` under `root`).
+    """
+    base = base or Settings()
     push_date = push_date or demo_push_date()
-    paths = DemoPaths(root / "var" / "demo")
+    paths = DemoPaths(folder or root / "var" / "demo")
     paths.fresh()
-    env = demo_environment(base, paths, push_date)
+    env = demo_environment(base, paths, push_date, exchange)
     settings = demo_settings(env)
     summary = asyncio.run(prepare(settings, push_date, detections=detections, seed=seed, console=console))
     describe(summary, console)
