@@ -129,3 +129,20 @@ async def test_concurrent_instances_send_once_and_a_failed_send_stays_claimed(ow
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+async def test_record_upload_tells_new_from_repeated_and_keeps_the_latest_files(own_db: str) -> None:
+    engine = make_engine(own_db)
+    try:
+        repo = SqlNotifierRepository(make_sessionmaker(engine))
+        first = uploaded(31, 2023)
+        changed = first.model_copy(update={"rows": 7})
+        async with repo.locked(PUSH, "PROJ") as tx:
+            assert await tx.record_upload(first) is True
+        async with repo.locked(PUSH, "PROJ") as tx:
+            assert await tx.record_upload(changed) is False
+            state = await tx.state()
+        assert [(u.job_id, u.rows) for u in state.uploads] == [(31, 7)]
+        assert state.job_ids == [31] and state.missing == [] and not state.emailed
+    finally:
+        await engine.dispose()
