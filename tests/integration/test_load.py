@@ -149,8 +149,8 @@ async def test_values_in_the_wild_are_read_and_a_second_file_fills_in(
     await load_files(nodes, [first], default_node="act")
     async with connection("ACT", nodes["ACT"]) as conn:
         rows = await conn.fetch(
-            "SELECT detection_id, receiver, datecollected::text AS t, sensorname, relatedcatalogitem, codespace "
-            "FROM obis.otn_detections ORDER BY detection_id"
+            "SELECT detection_id, receiver, datecollected::text AS t, sensorname, relatedcatalogitem, "
+            "codespace FROM obis.otn_detections ORDER BY detection_id"
         )
         assert [(r["detection_id"], r["t"]) for r in rows] == [
             (1, "2017-04-08 05:34:00"),

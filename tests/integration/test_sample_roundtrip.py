@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import io
 import math
+import os
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
@@ -258,7 +259,7 @@ async def test_building_again_gives_identical_files(loaded: dict[str, str], tmp_
     assert [(f.name, f.sha256, f.size) for f in first.files] == [
         (f.name, f.sha256, f.size) for f in second.files
     ]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    assert sorted(os.listdir(tmp_path)) == [
         "nsbs_matched_detections_2022.parquet",
         "nsbs_matched_detections_2022.zip",
     ]
