@@ -18,7 +18,7 @@ def main() -> int:
     setup_logging(settings, "notifier")
     try:
         app = build_app(settings)
-    except TemplateProblem as exc:
+    except (TemplateProblem, SettingsError) as exc:
         print(f"notifier: {exc}", file=sys.stderr)
         return 2
     asyncio.run(app.run())

@@ -17,7 +17,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from services.notifier.contacts import ContactDirectory, NodeDirectory
+from services.notifier.contacts import ContactDirectory, NodeDirectory, valid_address
 from services.notifier.handlers import (
     NotifierPorts,
     handle_extract_failed,
@@ -31,7 +31,7 @@ from shared.broker import make_broker
 from shared.db import make_engine, make_sessionmaker
 from shared.messages import EXTRACT_FAILED, EXTRACT_UPLOADED, ExtractFailed, ExtractUploaded
 from shared.outbox import OutboxRelay
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError
 from shared.topology import declare_topology, subscriber
 
 log = logging.getLogger("otn_push.notifier")
@@ -44,6 +44,10 @@ def build_app(
     sessionmaker: async_sessionmaker[Any] | None = None,
     broker: RabbitBroker | None = None,
 ) -> FastStream:
+    cc = parse_cc(settings.smtp_cc)
+    for name, value in [("OTN_PUSH_SMTP_FROM", settings.smtp_from)] + [("OTN_PUSH_SMTP_CC", a) for a in cc]:
+        if not valid_address(value):
+            raise SettingsError(f"setting {name}: {value!r} is not a valid email address")
     broker = broker or make_broker(settings)
     engine = None
     if sessionmaker is None:
@@ -55,7 +59,7 @@ def build_app(
         mailer=mailer or make_mailer(settings),
         templates=EmailTemplates(settings.templates_dir),
         sender=settings.smtp_from,
-        cc=parse_cc(settings.smtp_cc),
+        cc=cc,
     )
     relay = OutboxRelay(sessionmaker, broker, settings, producer=PRODUCER)
 
