@@ -40,7 +40,7 @@ def build_app(
         except ValidationError as exc:
             log.error("extract.created message rejected (dead-lettered): %s", _first_error(exc))
             raise RejectMessage() from None
-        result = await handle_extract_created(msg, the_store, the_retry)
+        result = await handle_extract_created(msg, the_store, the_retry, settings.staging_dir)
         if isinstance(result, ExtractUploaded):
             key, message_id = EXTRACT_UPLOADED, f"{EXTRACT_UPLOADED}:{msg.push_date}:{msg.job_id}"
         else:

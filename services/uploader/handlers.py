@@ -62,10 +62,19 @@ async def put_with_retry(
     raise AssertionError("unreachable")
 
 
+def outside_of(folder: Path, paths: list[str]) -> list[str]:
+    root = folder.resolve()
+    return [p for p in paths if not Path(p).resolve().is_relative_to(root)]
+
+
 async def handle_extract_created(
-    msg: ExtractCreated, store: DocumentStore, retry: Retry | None = None
+    msg: ExtractCreated, store: DocumentStore, retry: Retry | None = None, staging_dir: Path | None = None
 ) -> ExtractUploaded | ExtractFailed:
-    """Put every file of the extract into the store; the store skips files it already holds."""
+    """Put every file of the extract into the store; the store skips files it already holds.
+
+    With `staging_dir`, only files inside it are taken: an event naming any other file (a forged or
+    corrupted message) must not publish it to researchers.
+    """
     retry = retry or Retry()
     label = msg.extract.label
 
@@ -80,6 +89,10 @@ async def handle_extract_created(
     names = [f.name for f in msg.files]
     if len(set(names)) != len(names):
         return failed(f"the created event lists a file name twice: {', '.join(names)}")
+    if staging_dir is not None:
+        outside = outside_of(staging_dir, [f.path for f in msg.files])
+        if outside:
+            return failed(f"file(s) outside the staging folder {staging_dir}: {', '.join(outside)}")
     uploaded: list[FileInfo] = []
     for file in msg.files:
         try:

@@ -55,16 +55,14 @@ def store_files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-async def test_upload_then_redelivery_then_unwritable_store(
-    make_settings: Any, rabbit: Rabbit, tmp_path: Path
-) -> None:
+async def test_upload_then_redelivery_then_unwritable_store(make_settings: Any, rabbit: Rabbit) -> None:
     settings: Settings = make_settings()
     app = build_app(settings, broker=rabbit.broker(settings))
     await app.start()
     try:
         sender = await rabbit.connected(settings)
         files = {"nsbs_matched_detections_2022.zip": b"zip", "nsbs_matched_detections_2022.parquet": b"pq"}
-        msg = created(tmp_path / "staging", 11, "NSBS", files)
+        msg = created(settings.staging_dir / "job11", 11, "NSBS", files)
         await publish(sender, settings, EXTRACT_CREATED, msg, "test:created:11")
 
         out = await get_one(queue_name(settings, "notifier.uploads"), within=20)
@@ -85,7 +83,7 @@ async def test_upload_then_redelivery_then_unwritable_store(
 
         # HFX's folder cannot be created (a file is in the way): retried, then failed with a reason
         (settings.store_dir / "data" / "repository" / "hfx").write_text("in the way")
-        bad = created(tmp_path / "staging2", 12, "HFX", {"hfx_matched_detections_2022.zip": b"z"})
+        bad = created(settings.staging_dir / "job12", 12, "HFX", {"hfx_matched_detections_2022.zip": b"z"})
         await publish(sender, settings, EXTRACT_CREATED, bad, "test:created:12")
         failed_msg = await get_one(queue_name(settings, "notifier.uploads"), within=20)
         assert failed_msg.routing_key == EXTRACT_FAILED

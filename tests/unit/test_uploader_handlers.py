@@ -129,3 +129,18 @@ async def test_an_event_without_files_fails(tmp_path: Path) -> None:
     msg = created(tmp_path).model_copy(update={"files": []})
     out = await handle_extract_created(msg, FlakyStore())
     assert isinstance(out, ExtractFailed) and "no files" in out.reason
+
+
+async def test_files_outside_the_staging_folder_are_refused(tmp_path: Path) -> None:
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"not for researchers")
+    msg = created(staging, ("nsbs_matched_detections_2022.zip",))
+    forged = msg.files[0].model_copy(update={"path": str(staging / ".." / "secret.txt")})
+    store = FlakyStore()
+    out = await handle_extract_created(msg.model_copy(update={"files": [forged]}), store, staging_dir=staging)
+    assert isinstance(out, ExtractFailed) and "outside the staging folder" in out.reason
+    assert store.calls == []
+    ok = await handle_extract_created(msg, store, staging_dir=staging)
+    assert isinstance(ok, ExtractUploaded)
