@@ -37,10 +37,13 @@ def register(app: typer.Typer) -> None:
                 result = run(build_extract(cfg.nodes, code, year, type_code, out, fmt=fmt, progress=progress))
             except (ExtractInputError, NodeUnavailable) as exc:
                 fail(str(exc))
-        console.print(f"{result.basename}: {result.rows:,} rows (node {result.node}, format {result.format})")
+        console.print(
+            f"{result.basename}: {result.rows:,} rows (node {result.node}, format {result.format})",
+            soft_wrap=True,
+        )
         for f in result.files:
-            console.print(f"  {f.path}  {f.size:,} bytes  sha256 {f.sha256}")
+            console.print(f"  {f.path}  {f.size:,} bytes  sha256 {f.sha256}", soft_wrap=True)
         for project, rows in sorted(result.summary.items()):
             console.print(f"  {project}: {rows:,} rows")
         for warning in result.warnings:
-            console.print(f"  [yellow]warning:[/] {warning}")
+            console.print(f"  [yellow]warning:[/] {warning}", soft_wrap=True)

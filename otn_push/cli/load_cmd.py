@@ -60,7 +60,9 @@ def register(app: typer.Typer) -> None:
                         f"{k.moorings} deployments, {k.projects} projects"
                         for n, k in sorted(report.nodes.items())
                     ]
-                    console.print(f"loaded {c.file} ({c.kind}, {c.rows:,} rows) -> " + "; ".join(parts))
+                    console.print(
+                        f"loaded {c.file} ({c.kind}, {c.rows:,} rows) -> " + "; ".join(parts), soft_wrap=True
+                    )
 
             try:
                 run(write_all())
