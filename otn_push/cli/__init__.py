@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from otn_push.cli import demo_cmd, extract_cmd, load_cmd, nodes_cmd
+from otn_push.cli import (
+    calendar_cmd,
+    db_cmd,
+    demo_cmd,
+    extract_cmd,
+    list_cmd,
+    load_cmd,
+    nodes_cmd,
+    push_cmd,
+)
 
 app = typer.Typer(
     name="otn-push",
@@ -14,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (nodes_cmd, load_cmd, extract_cmd, demo_cmd):
+for module in (nodes_cmd, db_cmd, load_cmd, extract_cmd, list_cmd, push_cmd, calendar_cmd, demo_cmd):
     module.register(app)
 
 

@@ -31,6 +31,7 @@ from shared.messages import (
     ExtractFailed,
     ExtractUploaded,
     ProjectNotified,
+    ProjectNotifyFailed,
     PushStart,
 )
 from shared.migrations import upgrade_async
@@ -116,9 +117,7 @@ def build_app(
         elif key == PROJECT_NOTIFIED:
             await handlers.on_project_notified(parse_or_reject(ProjectNotified, body, key), ports)
         elif key == PROJECT_NOTIFY_FAILED:
-            if not isinstance(body, dict) or "push_date" not in body:
-                raise RejectMessage()
-            await handlers.on_project_notify_failed(body, ports)
+            await handlers.on_project_notify_failed(parse_or_reject(ProjectNotifyFailed, body, key), ports)
         else:
             log.error("unexpected routing key %r on the scheduler's event queue", key)
             raise RejectMessage()

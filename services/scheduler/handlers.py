@@ -31,6 +31,7 @@ from shared.messages import (
     ExtractRequested,
     ExtractUploaded,
     ProjectNotified,
+    ProjectNotifyFailed,
     PushCompleted,
     PushReady,
     PushStart,
@@ -312,12 +313,8 @@ async def on_extract_failed(msg: ExtractFailed, ports: SchedulerPorts) -> list[i
     return await on_failed(msg.push_date, [msg.job_id], msg.stage, msg.reason, ports)
 
 
-async def on_project_notify_failed(payload: dict[str, Any], ports: SchedulerPorts) -> list[int]:
-    """`project.notify_failed`: `{push_date, job_ids | job_id, reason}` (an ExtractFailed also fits)."""
-    push_date = dt.date.fromisoformat(str(payload["push_date"]))
-    job_ids = payload.get("job_ids") or [payload["job_id"]]
-    reason = str(payload.get("reason") or "notification failed")
-    return await on_failed(push_date, [int(j) for j in job_ids], "notify", reason, ports)
+async def on_project_notify_failed(msg: ProjectNotifyFailed, ports: SchedulerPorts) -> list[int]:
+    return await on_failed(msg.push_date, msg.job_ids, "notify", f"{msg.project}: {msg.reason}", ports)
 
 
 async def on_project_notified(msg: ProjectNotified, ports: SchedulerPorts) -> list[int]:

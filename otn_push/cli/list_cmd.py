@@ -1,0 +1,96 @@
+"""`otn-push list add|show`: the push's extract list in the home node (`obis.detection_extracts_list`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from otn_push.cli.common import console, fail, run, settings
+from shared.extract_list import ExtractListError, add_rows, known_projects, list_records, parse_extract
+from shared.nodes import NodeUnavailable, connection
+
+
+def parse_date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def register(app: typer.Typer) -> None:
+    lists = typer.Typer(help="The extract list of a push (rows of obis.detection_extracts_list).")
+    app.add_typer(lists, name="list")
+
+    @lists.command("add")
+    def add(
+        entries: list[str] = typer.Argument(..., help="Extracts as CODE,YEAR,TYPE (e.g. NSBS,2022,t)."),
+        push_date: str = typer.Option(..., "--push-date", help="Push date (YYYY-MM-DD)."),
+        issue_link: str | None = typer.Option(None, "--issue-link", help="Ticket whose data changed these."),
+    ) -> None:
+        """Add rows to a push's extract list (in OTN the matching step does this).
+
+        Every entry is checked first: one bad entry adds nothing."""
+        cfg = settings()
+        day = parse_date(push_date)
+        labels: list[str] = []
+        errors: list[str] = []
+        for entry in entries:
+            try:
+                parsed = parse_extract(entry, max_year=day.year)
+            except ExtractListError as exc:
+                errors.append(str(exc))
+                continue
+            labels.append(parsed.key.label)
+            for note in parsed.notes:
+                console.print(f"{entry!r}: {note} -> {parsed.key.label}", highlight=False)
+        if errors:
+            fail("; ".join(errors) + " (nothing added)")
+
+        async def go() -> list[int]:
+            projects = await known_projects(cfg.nodes)
+            unknown = sorted({label.split(",")[0] for label in labels} - set(projects))
+            if unknown:
+                fail(f"unknown project(s) {', '.join(unknown)}: in no node's project table (nothing added)")
+            async with connection(cfg.home_node, cfg.home_url) as conn:
+                return await add_rows(conn, day, labels, issue_link)
+
+        try:
+            ids = run(go())
+        except NodeUnavailable as exc:
+            fail(str(exc))
+        console.print(f"added {len(ids)} row(s) to the {day} list of node {cfg.home_node}")
+
+    @lists.command("show")
+    def show(push_date: str = typer.Option(..., "--push-date", help="Push date (YYYY-MM-DD).")) -> None:
+        """The list rows of a push with their completion."""
+        cfg = settings()
+        day = parse_date(push_date)
+
+        async def go() -> list[Any]:
+            async with connection(cfg.home_node, cfg.home_url) as conn:
+                return await list_records(conn, day)
+
+        try:
+            records = run(go())
+        except NodeUnavailable as exc:
+            fail(str(exc))
+        table = Table(title=f"extract list {day} (node {cfg.home_node})")
+        for column in ("id", "extract", "issue", "added", "completed"):
+            table.add_column(column)
+        for r in records:
+            done = (
+                r["completed_at"].strftime("%Y-%m-%d %H:%M") if r["completed"] and r["completed_at"] else ""
+            )
+            table.add_row(
+                str(r["id"]),
+                r["detection_extract"],
+                r["git_issue_link"] or "",
+                r["date_added"].strftime("%Y-%m-%d %H:%M"),
+                f"yes {done}".strip() if r["completed"] else "no",
+            )
+        console.print(table)
+        completed = sum(1 for r in records if r["completed"])
+        console.print(f"{len(records)} row(s), {completed} completed")
