@@ -73,6 +73,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _sizes_differ(stored: Path, local: Path) -> bool:
+    """A cheap test before hashing a stored file; unknown when the staged file is gone."""
+    try:
+        return stored.stat().st_size != local.stat().st_size
+    except FileNotFoundError:
+        return False
+
+
 def _fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -113,7 +121,7 @@ class FolderStore:
     def _put(self, local: Path, location: str, sha256: str) -> StoredFile:
         try:
             target = self._target(location)
-            if target.is_file() and sha256_of(target) == sha256:
+            if target.is_file() and not _sizes_differ(target, local) and sha256_of(target) == sha256:
                 return StoredFile(location, self.url(location), copied=False)
         except OSError as exc:
             raise StoreUnavailable(
