@@ -497,7 +497,7 @@ def _array(
         for i, (name, lat, lon, bottom) in enumerate(places):
             deploy = trip + dt.timedelta(days=1, minutes=37 * i)
             recovery = recovered + dt.timedelta(minutes=41 * i) if recovered else None
-            drift = round(rng.uniform(-45, 120), 4) if model == "VR2W" and recovery else 0.0
+            drift = round(rng.uniform(-15, 45), 4) if model == "VR2W" and recovery else 0.0
             net.deployments.append(
                 Deployment(
                     project=code,

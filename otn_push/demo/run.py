@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import aio_pika
 import asyncpg
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import func, select
@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 from otn_push.demo.generate import DEFAULT_DETECTIONS, NetworkSummary, generate_network
 from shared.calendar import PUBLISHED_PUSH_DATES
 from shared.db import COMPLETED, FAILED, JOB_STATES, EmailSent, Job, make_engine, make_sessionmaker
-from shared.messages import PUSH_START, PushStart
+from shared.messages import PushStart
 from shared.nodes import asyncpg_dsn, connection, database_name, init_schema
 from shared.redact import redact_text
 from shared.settings import Settings
@@ -232,17 +232,9 @@ async def wait_consuming(settings: Settings, services: list[Service], limit: flo
 
 async def start_push(settings: Settings, push_date: dt.date) -> None:
     """What `otn-push push start --push-date D` does: send the command to the scheduler."""
-    from shared.broker import make_broker, publish
+    from otn_push.cli.push_cmd import send_start
 
-    broker = make_broker(settings)
-    await broker.connect()
-    try:
-        await publish(
-            broker, settings, PUSH_START, PushStart(push_date=push_date, requested_by="demo"),
-            f"push.start:{push_date}:demo:{uuid.uuid4().hex}",
-        )  # fmt: skip
-    finally:
-        await broker.stop()
+    await send_start(settings, PushStart(push_date=push_date, requested_by="demo"))
 
 
 async def job_counts(sessions: Any, push_date: dt.date) -> Counter[str]:
@@ -299,6 +291,7 @@ async def watch_push(
                     )
                 await asyncio.sleep(0.5)
     finally:
+        console.print()
         await engine.dispose()
 
 
@@ -324,28 +317,38 @@ async def report(settings: Settings, push_date: dt.date, paths: DemoPaths, conso
     for column in ("extract", "state", "rows", "files"):
         extracts.add_column(column, justify="right" if column == "rows" else "left")
     for job in jobs:
-        names = ", ".join(str(f.get("name", "?")) for f in job.files or [])
-        extracts.add_row(
-            f"{job.code},{job.year},{job.type}",
-            job.state,
-            "" if job.rows is None else f"{job.rows:,}",
-            names,
+        names = [str(f.get("name", "?")) for f in job.files or []]
+        stems = dict.fromkeys(name.rsplit(".", 1)[0] for name in names)
+        files = "; ".join(
+            f"{stem} ({' '.join('.' + n.rsplit('.', 1)[1] for n in names if n.startswith(stem + '.'))})"
+            for stem in stems
         )
+        rows = "" if job.rows is None else f"{job.rows:,}"
+        extracts.add_row(f"{job.code},{job.year},{job.type}", job.state, rows, files)
     console.print(extracts)
-    console.print(f"files in the document store: {paths.store.resolve()}/data/repository/")
-    mode = "sent" if settings.send_mail else f"simulated, written to {paths.outbox.resolve()}"
-    by_project = Counter(e.project for e in emails)
     console.print(
-        f"emails: {len(emails)} to {len(by_project)} projects ({mode})"
-        + "".join(f"\n  {e.project}: {e.recipient} [{e.status}]" for e in sorted(emails, key=lambda e: e.id))
+        f"files: in {paths.store.resolve()}/data/repository/<code>/detection-extracts/", highlight=False
     )
+    mode = "sent by SMTP" if settings.send_mail else "simulated"
+    projects: dict[str, list[EmailSent]] = {}
+    for email in sorted(emails, key=lambda e: e.id):
+        projects.setdefault(email.project, []).append(email)
+    console.print(f"emails: {len(emails)} to {len(projects)} projects ({mode})", highlight=False)
+    for project, sent in projects.items():
+        where = sorted({Path(e.outbox_file).name for e in sent if e.outbox_file})
+        to = ", ".join(e.recipient for e in sent)
+        console.print(f"  {project}: {to}" + (f" -> {', '.join(where)}" if where else ""), highlight=False)
+    if not settings.send_mail:
+        console.print(f"  the .eml files are in {paths.outbox.resolve()}/{push_date}/", highlight=False)
     failed = [job for job in jobs if job.state != COMPLETED]
     for job in failed:
         reason = redact_text(job.reason or "no reason recorded", settings.secrets())
-        console.print(f"[red]failed[/] {job.code},{job.year},{job.type} ({job.state}): {reason}")
+        console.print(
+            f"[red]not completed[/] {job.code},{job.year},{job.type} ({job.state}): {escape(reason)}"
+        )
     warnings = [w for job in jobs for w in job.warnings or []]
     for warning in dict.fromkeys(warnings):
-        console.print(f"[yellow]warning[/] {redact_text(warning, settings.secrets())}")
+        console.print(f"[yellow]warning[/] {escape(redact_text(warning, settings.secrets()))}")
     console.print(f"service logs: {paths.logs.resolve()}/")
     return bool(jobs) and not failed
 
