@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -14,8 +15,8 @@ import pytest
 
 from services.extractor.engine import ExtractInputError, ExtractResult, build_extract
 from shared.formats import layout
-from shared.nodes import NodeUnavailable, connection, ensure_partitions
-from tests.conftest import NodeFactory
+from shared.nodes import NodeUnavailable, connection, ensure_database, ensure_partitions
+from tests.conftest import PG_ADMIN, NodeFactory, pg_url
 
 pytestmark = pytest.mark.integration
 
@@ -224,3 +225,31 @@ async def test_an_unreachable_node_is_transient(network: dict[str, str], tmp_pat
     with pytest.raises(NodeUnavailable) as err:
         await build_extract(nodes, "ARR", 2021, "q", tmp_path)
     assert "secret" not in str(err.value) and "node C" in str(err.value)
+
+
+async def test_a_failure_while_building_leaves_no_file_behind(
+    network: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.extractor.engine import build as build_module
+
+    def broken(*_args: object) -> int:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(build_module, "write_parquet", broken)
+    with pytest.raises(OSError, match="disk full"):
+        await build_extract(network, "ARR", 2021, "q", tmp_path)
+    assert os.listdir(tmp_path) == []  # neither final names nor temp files
+
+
+async def test_a_project_that_exists_on_a_node_without_the_schema_is_a_clear_error(
+    network: dict[str, str], tmp_path: Path
+) -> None:
+    bare = pg_url(f"otn_push_test_{uuid.uuid4().hex[:8]}_bare")
+    await ensure_database("BARE", bare)
+    try:
+        with pytest.raises(ExtractInputError, match="node BARE has no OTN-style schema"):
+            await build_extract({**network, "BARE": bare}, "ARR", 2021, "q", tmp_path)
+    finally:
+        admin = await asyncpg.connect(PG_ADMIN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{bare.rsplit("/", 1)[1]}" WITH (FORCE)')
+        await admin.close()

@@ -60,20 +60,27 @@ async def _open_all(nodes: dict[str, str], stack: AsyncExitStack, fmt: str) -> d
 
 
 async def _find_project(conns: dict[str, asyncpg.Connection], bare: str, wanted_node: str | None) -> str:
-    found: list[str] = []
+    """The node that owns the project: its `otn_resources` row names that node (a row elsewhere is a copy)."""
+    holders: dict[str, str] = {}
     for name, conn in conns.items():
-        node = await conn.fetchval(q.PROJECT_NODE_QUERY, bare)
-        if node is not None and node == name:
-            found.append(name)
+        try:
+            node = await conn.fetchval(q.PROJECT_NODE_QUERY, bare)
+        except asyncpg.UndefinedTableError:
+            raise ExtractInputError(
+                f"node {name} has no OTN-style schema (run `otn-push nodes init`)"
+            ) from None
+        if node is not None:
+            holders[name] = node
+    owners = [name for name, node in holders.items() if node == name] or list(holders)
     if wanted_node is not None:
-        if wanted_node not in found:
+        if wanted_node not in owners:
             raise ExtractInputError(f"project {wanted_node}.{bare} is not known in node {wanted_node}")
         return wanted_node
-    if not found:
+    if not owners:
         raise ExtractInputError(f"project {bare} is not known in any node ({', '.join(conns)})")
-    if len(found) > 1:
-        raise ExtractInputError(f"project {bare} is registered in several nodes ({', '.join(found)})")
-    return found[0]
+    if len(owners) > 1:
+        raise ExtractInputError(f"project {bare} is registered in several nodes ({', '.join(owners)})")
+    return owners[0]
 
 
 async def _load_animals(conns: dict[str, asyncpg.Connection], owners: dict[str, set[str]]) -> list[tuple]:
