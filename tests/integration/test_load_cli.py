@@ -1,0 +1,53 @@
+"""`otn-push load` and `otn-push extract` through the real command line (typer app, real databases)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from otn_push.cli import app
+from tests.conftest import NodeFactory
+from tests.integration.test_load import QUALIFIED_HEADER, qualified_row
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def cli_nodes(make_nodes: NodeFactory, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    nodes = await make_nodes("OTN", "ACT")
+    monkeypatch.setenv("OTN_PUSH_NODES", ";".join(f"{k}={v}" for k, v in nodes.items()))
+    monkeypatch.setenv("OTN_PUSH_HOME_NODE", "OTN")
+    return nodes
+
+
+def test_load_then_extract_from_the_command_line(cli_nodes: dict[str, str], tmp_path: Path) -> None:
+    source = tmp_path / "arr_qualified_detections_2017.csv"
+    with source.open("w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\r\n")
+        writer.writerow(QUALIFIED_HEADER)
+        writer.writerows([qualified_row(1, "2017-04-08T05:34:00Z"), qualified_row(2, "2017-05-01 00:00:01")])
+    runner = CliRunner()
+
+    refused = runner.invoke(app, ["load", str(source)])
+    assert refused.exit_code == 1
+    assert "arr_qualified_detections_2017.csv, row 1, column collectioncode" in refused.output
+    assert "--node" in refused.output
+
+    loaded = runner.invoke(app, ["load", "--node", "ACT", str(source)])
+    assert loaded.exit_code == 0, loaded.output
+    assert "ACT: 2 detections" in loaded.output
+
+    out = tmp_path / "out"
+    built = runner.invoke(app, ["extract", "ARR", "2017", "q", "--out", str(out), "--format", "legacy"])
+    assert built.exit_code == 0, built.output
+    assert "arr_qualified_detections_2017: 2 rows (node ACT, format legacy)" in built.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "arr_qualified_detections_2017.parquet",
+        "arr_qualified_detections_2017.zip",
+    ]
+
+    unknown = runner.invoke(app, ["extract", "NOPE", "2017", "q", "--out", str(out)])
+    assert unknown.exit_code == 1 and "project NOPE is not known" in unknown.output
