@@ -8,9 +8,11 @@ nothing is left half-written.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -96,8 +98,11 @@ async def generate_network(
             extracts = _extract_rows(net, tally)
             await _write_list(net, conns[net.home_node], extracts)
         except BaseException:
-            for tr in transactions:
-                await tr.rollback()
+            for conn, tr in zip(conns.values(), transactions, strict=True):
+                try:
+                    await tr.rollback()
+                except Exception:
+                    conn.terminate()  # the server rolls back a transaction whose connection is gone
             raise
         for tr in transactions:
             await tr.commit()
@@ -179,6 +184,20 @@ async def _write_metadata(net: Network, conns: dict[str, asyncpg.Connection]) ->
                                     M.receiver_depth], rows.get("moorings", []))  # fmt: skip
 
 
+def _batches(net: Network, tally: Tally, batch_size: int) -> Iterator[tuple[str, list[Record]]]:
+    """Generated rows grouped per node into batches of about `batch_size`."""
+    buffers: dict[str, list[Record]] = defaultdict(list)
+    for node, rows in generate_detections(net, tally):
+        buffer = buffers[node]
+        buffer.extend(rows)
+        if len(buffer) >= batch_size:
+            yield node, buffer
+            buffers[node] = []
+    for node, buffer in buffers.items():
+        if buffer:
+            yield node, buffer
+
+
 async def _write_detections(
     net: Network,
     conns: dict[str, asyncpg.Connection],
@@ -186,22 +205,54 @@ async def _write_detections(
     batch_size: int,
     progress: Callable[[int], None] | None,
 ) -> dict[str, int]:
-    buffers: dict[str, list[Record]] = defaultdict(list)
-    written: Counter[str] = Counter()
+    """COPY the batches while the next ones are generated in a thread (at most a few batches in memory).
 
-    async def flush(node: str) -> None:
-        rows = buffers.pop(node, [])
+    Generation is CPU work in Python, COPY is mostly PostgreSQL's work: overlapping them, and copying to
+    the nodes concurrently (one COPY at a time per connection), keeps both busy.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, list[Record]] | None] = asyncio.Queue(maxsize=3)
+    stop = threading.Event()
+
+    def produce() -> None:
+        def put(item: tuple[str, list[Record]] | None) -> None:
+            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+
+        try:
+            for batch in _batches(net, tally, batch_size):
+                if stop.is_set():
+                    return
+                put(batch)
+        finally:
+            put(None)
+
+    written: Counter[str] = Counter()
+    in_flight: dict[str, asyncio.Task[None]] = {}
+
+    async def copy(node: str, rows: list[Record]) -> None:
         await _copy(conns[node], D.table, COLUMNS, rows)
         written[node] += len(rows)
         if progress is not None:
             progress(sum(written.values()))
 
-    for node, rows in generate_detections(net, tally):
-        buffers[node].extend(rows)
-        if len(buffers[node]) >= batch_size:
-            await flush(node)
-    for node in list(buffers):
-        await flush(node)
+    producer = loop.run_in_executor(None, produce)
+    try:
+        while (item := await queue.get()) is not None:
+            node, rows = item
+            if node in in_flight:
+                await in_flight.pop(node)
+            in_flight[node] = asyncio.create_task(copy(node, rows))
+        await asyncio.gather(*in_flight.values())
+        await producer  # raises what the generator raised
+    except BaseException:
+        stop.set()
+        # let running COPYs end rather than cancel them: a connection cut mid-COPY cannot roll back cleanly
+        await asyncio.gather(*in_flight.values(), return_exceptions=True)
+        while not producer.done():  # unblock a producer waiting on a full queue
+            while not queue.empty():
+                queue.get_nowait()
+            await asyncio.sleep(0.01)
+        raise
     return dict(written)
 
 
