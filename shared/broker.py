@@ -23,6 +23,7 @@ from faststream.rabbit import Channel, RabbitBroker
 from pydantic import BaseModel, ValidationError
 
 from shared.logs import get_logger, setup_logging
+from shared.migrations import MigrationError
 from shared.redact import redact_text, redact_url
 from shared.settings import Settings, SettingsError, load_settings
 from shared.topology import exchange
@@ -122,18 +123,12 @@ def run_service(name: str, build: Callable[[Settings], FastStream]) -> int:
         asyncio.run(app.run())
     except KeyboardInterrupt:
         return 0
+    except MigrationError as exc:
+        print(f"otn-push {name}: cannot start: {redact_text(str(exc), settings.secrets())}", file=sys.stderr)
+        return 1
     except (OSError, ConnectionError, AMQPError) as exc:
         message = redact_text(str(exc) or type(exc).__name__, settings.secrets())
-        print(f"otn-push {name}: cannot start: {type(exc).__name__}: {message}", file=sys.stderr)
+        where = f"RabbitMQ at {redact_url(settings.amqp_url)}: " if isinstance(exc, AMQPError) else ""
+        print(f"otn-push {name}: cannot start: {where}{type(exc).__name__}: {message}", file=sys.stderr)
         return 1
-    except Exception as exc:
-        if type(exc).__module__.startswith(("sqlalchemy", "asyncpg", "alembic")):
-            message = redact_text(str(exc).splitlines()[0] if str(exc) else "", settings.secrets())
-            print(
-                f"otn-push {name}: own database not ready ({type(exc).__name__}: {message}); "
-                "run `otn-push db upgrade`",
-                file=sys.stderr,
-            )
-            return 1
-        raise
     return 0

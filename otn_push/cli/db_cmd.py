@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from otn_push.cli.common import console, fail, run, settings
-from shared.migrations import current_revision, head_revision, upgrade_async
+from shared.migrations import MigrationError, current_revision, head_revision, upgrade_async
 from shared.redact import redact_url
 from shared.settings import Settings
 
@@ -14,12 +14,8 @@ async def ensure_own_tables(cfg: Settings) -> None:
     """Migrate the own tables (idempotent); on failure stop with one line saying what to run."""
     try:
         await upgrade_async(cfg.own_database_url)
-    except Exception as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        fail(
-            f"own database {redact_url(cfg.own_database_url)} is not ready ({type(exc).__name__}: {detail}); "
-            "check OTN_PUSH_DATABASE_URL and run `otn-push db upgrade`"
-        )
+    except MigrationError as exc:
+        fail(str(exc))
 
 
 def register(app: typer.Typer) -> None:

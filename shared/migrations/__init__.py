@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from shared.db import OWN_SCHEMA, make_engine
+from shared.redact import redact_text, redact_url
 
 HERE = Path(__file__).resolve().parent
 LOCK = "hashtext('otn_push.migrations')"
@@ -49,13 +50,22 @@ def _current_sync(connection: Any) -> str | None:
 
 
 async def upgrade_async(url: str, revision: str = "head") -> None:
-    """Migrate the own tables in `url` to `revision` (default head); safe to call from every process."""
+    """Migrate the own tables in `url` to `revision` (default head); safe to call from every process.
+
+    Raises MigrationError (one line, no password) when the database cannot be reached or migrated.
+    """
     engine = make_engine(url)
     try:
         async with engine.begin() as conn:
             await conn.execute(text(f"SELECT pg_advisory_xact_lock({LOCK})"))
             await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {OWN_SCHEMA}"))
             await conn.run_sync(_upgrade_sync, revision)
+    except Exception as exc:
+        detail = redact_text(str(exc).splitlines()[0] if str(exc) else "")
+        raise MigrationError(
+            f"own database {redact_url(url)} cannot be migrated ({type(exc).__name__}: {detail}); "
+            "check OTN_PUSH_DATABASE_URL (default: the home node's database) and run `otn-push db upgrade`"
+        ) from exc
     finally:
         await engine.dispose()
 
