@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
@@ -132,3 +132,52 @@ def run_service(name: str, build: Callable[[Settings], FastStream]) -> int:
         print(f"otn-push {name}: cannot start: {where}{type(exc).__name__}: {message}", file=sys.stderr)
         return 1
     return 0
+
+
+T = TypeVar("T")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Faults worth retrying: a database, node or broker briefly away, or a lost concurrent-update race."""
+    from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+
+    from shared.nodes import NodeUnavailable
+
+    if isinstance(exc, NodeUnavailable | PublishError | ConnectionError | OSError | TimeoutError | AMQPError):
+        return True
+    if isinstance(exc, OperationalError | InterfaceError | IntegrityError):
+        return True
+    if isinstance(exc, DBAPIError):
+        name = type(exc.orig).__name__ if exc.orig is not None else ""
+        return bool(exc.connection_invalidated) or name in {"SerializationError", "DeadlockDetectedError"}
+    return False
+
+
+async def with_retries(
+    call: Callable[[], Awaitable[T]],
+    *,
+    attempts: int,
+    base_delay: float,
+    what: str,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """Run `call`, retrying transient faults with exponential backoff; the last fault is raised."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await call()
+        except Exception as exc:
+            if attempt >= attempts or not is_transient(exc):
+                raise
+            delay = base_delay * 2 ** (attempt - 1)
+            log.warning(
+                "%s: %s: %s; retry %d/%d in %.1fs",
+                what,
+                type(exc).__name__,
+                redact_text(str(exc).splitlines()[0] if str(exc) else ""),
+                attempt,
+                attempts - 1,
+                delay,
+            )
+            await sleep(delay)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.scheduler import handlers
 from services.scheduler.lists import ListPort, NodeLists
-from shared.broker import make_broker, parse_or_reject
+from shared.broker import make_broker, parse_or_reject, with_retries
 from shared.calendar import PushCalendar
 from shared.db import make_engine, make_sessionmaker
 from shared.messages import (
@@ -100,27 +100,39 @@ def build_app(
         settings, broker, ports, relay, PushCalendar(settings.push_dates), clock, engine=engine
     )
 
+    async def retrying(call: Callable[[], Awaitable[Any]], what: str) -> None:
+        await with_retries(
+            call, attempts=settings.retry_attempts, base_delay=settings.retry_base_delay, what=what
+        )
+
     @subscriber(broker, settings, "scheduler.commands")
     async def on_command(body: Any, message: RabbitMessage) -> None:
         cmd = parse_or_reject(PushStart, body, message.raw_message.routing_key or "")
-        await handlers.start_push(cmd, ports)
+        await retrying(lambda: handlers.start_push(cmd, ports), f"push.start {cmd.push_date}")
 
     @subscriber(broker, settings, "scheduler.events")
     async def on_event(body: Any, message: RabbitMessage) -> None:
         key = message.raw_message.routing_key or ""
+        call: Callable[[], Awaitable[Any]]
         if key == EXTRACT_CREATED:
-            await handlers.on_extract_created(parse_or_reject(ExtractCreated, body, key), ports)
+            created = parse_or_reject(ExtractCreated, body, key)
+            call = lambda: handlers.on_extract_created(created, ports)  # noqa: E731
         elif key == EXTRACT_UPLOADED:
-            await handlers.on_extract_uploaded(parse_or_reject(ExtractUploaded, body, key), ports)
+            uploaded = parse_or_reject(ExtractUploaded, body, key)
+            call = lambda: handlers.on_extract_uploaded(uploaded, ports)  # noqa: E731
         elif key == EXTRACT_FAILED:
-            await handlers.on_extract_failed(parse_or_reject(ExtractFailed, body, key), ports)
+            failed = parse_or_reject(ExtractFailed, body, key)
+            call = lambda: handlers.on_extract_failed(failed, ports)  # noqa: E731
         elif key == PROJECT_NOTIFIED:
-            await handlers.on_project_notified(parse_or_reject(ProjectNotified, body, key), ports)
+            notified = parse_or_reject(ProjectNotified, body, key)
+            call = lambda: handlers.on_project_notified(notified, ports)  # noqa: E731
         elif key == PROJECT_NOTIFY_FAILED:
-            await handlers.on_project_notify_failed(parse_or_reject(ProjectNotifyFailed, body, key), ports)
+            notify_failed = parse_or_reject(ProjectNotifyFailed, body, key)
+            call = lambda: handlers.on_project_notify_failed(notify_failed, ports)  # noqa: E731
         else:
             log.error("unexpected routing key %r on the scheduler's event queue", key)
             raise RejectMessage()
+        await retrying(call, key)
 
     async def startup() -> None:
         if migrate:

@@ -29,6 +29,7 @@ from shared.messages import (
     EXTRACT_FAILED,
     EXTRACT_UPLOADED,
     PROJECT_NOTIFIED,
+    PROJECT_NOTIFY_FAILED,
     PUSH_START,
     ExtractCreated,
     ExtractFailed,
@@ -36,11 +37,12 @@ from shared.messages import (
     ExtractUploaded,
     FileInfo,
     ProjectNotified,
+    ProjectNotifyFailed,
     PushStart,
 )
 from shared.nodeschema import L, P
 from shared.settings import Settings
-from shared.topology import queue_name
+from shared.topology import dlq_name, queue_name
 from tests.integration.conftest import Rabbit, eventually, get_one, message_count
 
 pytestmark = pytest.mark.integration
@@ -288,3 +290,20 @@ async def test_manual_list_takes_only_the_given_extracts(world) -> None:  # type
     await eventually(lambda: _has(queue_name(settings, "extractor.jobs"), 1), "one request")
     (request,) = await drain(queue_name(settings, "extractor.jobs"))
     assert request["format"] == "legacy"
+
+
+async def test_notify_failure_fails_the_project_jobs(world) -> None:  # type: ignore[no-untyped-def]
+    settings, _nodes, _row_ids, _app, client, own = world
+    await publish(client, settings, PUSH_START, PushStart(push_date=PUSH), "push.start:test")
+    await eventually(lambda: _jobs_in(own, EXTRACTING, 2), "two jobs extracting")
+    jobs = await own.jobs()
+    nsbs = jobs["NSBS,2022,t"]
+    bad = ProjectNotifyFailed(push_date=PUSH, project="NSBS", job_ids=[nsbs.id], reason="template error")
+    await publish(client, settings, PROJECT_NOTIFY_FAILED, bad, "nf1")
+    await eventually(lambda: _state_is(own, "NSBS,2022,t", FAILED), "NSBS failed")
+    assert (await own.jobs())["NSBS,2022,t"].reason == "notify: NSBS: template error"
+    assert (await own.jobs())["SERC1,2017,q"].state == EXTRACTING
+    # a malformed event can never succeed: it goes to the dead-letter queue at once
+    await publish(client, settings, PROJECT_NOTIFIED, {"push_date": "not a date"}, "broken")
+    dead = await get_one(dlq_name(settings, "scheduler.events"))
+    assert dead.message_id == "broken"

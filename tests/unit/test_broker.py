@@ -35,3 +35,43 @@ def test_queue_names_follow_the_exchange() -> None:
         "x-dead-letter-routing-key": "otn-push-test-ab12.uploader.files",
     }
     assert set(QUEUES["scheduler.events"]) >= {"extract.created", "project.notified", "extract.failed"}
+
+
+async def test_transient_faults_are_retried_with_backoff_then_raised() -> None:
+    import pytest
+
+    from shared.broker import with_retries
+    from shared.nodes import NodeUnavailable
+
+    delays: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+
+    calls = 0
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise NodeUnavailable("OTN", "postgresql://u:pw@h/db", OSError("refused"))
+        return "ok"
+
+    assert await with_retries(flaky, attempts=4, base_delay=0.5, what="t", sleep=sleep) == "ok"
+    assert delays == [0.5, 1.0]
+
+    async def always_down() -> None:
+        raise ConnectionRefusedError("down")
+
+    delays.clear()
+    with pytest.raises(ConnectionRefusedError):
+        await with_retries(always_down, attempts=3, base_delay=1, what="t", sleep=sleep)
+    assert delays == [1, 2]
+
+    async def bug() -> None:
+        raise KeyError("not transient")
+
+    delays.clear()
+    with pytest.raises(KeyError):
+        await with_retries(bug, attempts=3, base_delay=1, what="t", sleep=sleep)
+    assert delays == []
