@@ -4,7 +4,9 @@ See `reference/extract-formats.md`. The 2025 layouts are the published ones; the
 unqualified and sentinel layouts have no public sample and are our decision, derived like the 2025 ones:
 legacy unqualified = the legacy qualified layout without `trackercode`, `scientificname`,
 `tag_contact_pi`, `tag_contact_poc`; legacy sentinel = the legacy qualified layout (`trackercode` = the
-project owning the test tag).
+project owning the test tag). Parquet types follow §6; for the legacy layouts (not specified) the date
+columns are `timestamp[ms]`, `yearcollected`/`monthcollected`/`daycollected`/`julianday` `int32`,
+`timeofday` and the other numbers `double`, `the_geom` `binary`.
 """
 
 from __future__ import annotations

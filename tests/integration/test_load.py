@@ -219,3 +219,19 @@ async def test_the_older_34_column_variant_loads(
     result = await build_extract(nodes, "NSBS", 2014, "t", tmp_path, fmt="legacy")
     assert result.rows > 0
     assert any(k.startswith("OTN.") for k in result.summary)
+
+
+async def test_a_zip_with_a_data_description_beside_the_csv_loads(
+    make_nodes: NodeFactory, tmp_path: Path
+) -> None:
+    nodes = await make_nodes("ACT")
+    body = io.StringIO(newline="")
+    writer = csv.writer(body, lineterminator="\n")  # LF line ends and a BOM are read too
+    writer.writerow(QUALIFIED_HEADER)
+    writer.writerow(qualified_row(7, "2017-06-01 01:02:03"))
+    path = tmp_path / "arr_qualified_detections_2017.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("arr_qualified_detections_2017.csv", "\ufeff" + body.getvalue())
+        zf.writestr("data_description.txt", "columns are described here")
+    reports = await load_files(nodes, [path], default_node="ACT")
+    assert (reports[0].kind, reports[0].rows, reports[0].nodes["ACT"].detections) == ("qualified", 1, 1)
