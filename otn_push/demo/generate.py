@@ -39,7 +39,7 @@ from shared.nodeschema import (
 )
 
 DEFAULT_DETECTIONS = 6000
-BATCH_SIZE = 50_000
+BATCH_SIZE = 20_000
 TYPE_ORDER = "tqus"
 
 
@@ -211,7 +211,7 @@ async def _write_detections(
     the nodes concurrently (one COPY at a time per connection), keeps both busy.
     """
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, list[Record]] | None] = asyncio.Queue(maxsize=3)
+    queue: asyncio.Queue[tuple[str, list[Record]] | None] = asyncio.Queue(maxsize=2)
     stop = threading.Event()
 
     def produce() -> None:

@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 
 from otn_push.demo.generate import DEFAULT_DETECTIONS, NetworkSummary, generate_network
 from shared.calendar import PUBLISHED_PUSH_DATES
-from shared.db import COMPLETED, FAILED, JOB_STATES, EmailSent, Job, make_engine, make_sessionmaker
+from shared.db import COMPLETED, FAILED, JOB_STATES, EmailSent, Job, PushRun, make_engine, make_sessionmaker
 from shared.messages import PushStart
 from shared.nodes import asyncpg_dsn, connection, database_name, init_schema
 from shared.redact import redact_text
@@ -237,12 +237,14 @@ async def start_push(settings: Settings, push_date: dt.date) -> None:
     await send_start(settings, PushStart(push_date=push_date, requested_by="demo"))
 
 
-async def job_counts(sessions: Any, push_date: dt.date) -> Counter[str]:
+async def job_counts(sessions: Any, push_date: dt.date) -> tuple[Counter[str], str | None]:
+    """Jobs of the push by state, and the state of its run (None before the scheduler recorded it)."""
     async with sessions() as session:
         rows = await session.execute(
             select(Job.state, func.count()).where(Job.push_date == push_date).group_by(Job.state)
         )
-        return Counter({state: int(n) for state, n in rows.all()})
+        run_state = await session.scalar(select(PushRun.state).where(PushRun.push_date == push_date))
+        return Counter({state: int(n) for state, n in rows.all()}), run_state
 
 
 def progress_view(counts: Counter[str], expected: int, progress: Progress, task: Any) -> Group:
@@ -279,10 +281,11 @@ async def watch_push(
         ) as live:
             while True:
                 check_alive(services)
-                counts = await job_counts(sessions, push_date)
+                counts, run_state = await job_counts(sessions, push_date)
                 live.update(progress_view(counts, expected, progress, task))
                 jobs = sum(counts.values())
-                if jobs >= expected and jobs and counts[COMPLETED] + counts[FAILED] == jobs:
+                finished = counts[COMPLETED] + counts[FAILED] == jobs
+                if finished and ((jobs and jobs >= expected) or run_state in (COMPLETED, FAILED)):
                     return
                 if time.monotonic() > deadline:
                     raise DemoError(
