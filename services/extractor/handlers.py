@@ -10,12 +10,14 @@ was killed are removed before building again.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -132,6 +134,25 @@ def clear_leftovers(folder: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+@asynccontextmanager
+async def job_lock(folder: Path, poll: float = 0.5) -> AsyncIterator[None]:
+    """One build per job folder at a time (a duplicate request waits, then finds the manifest).
+
+    An flock: released by the OS if the process dies, so a killed worker never leaves it held.
+    """
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(poll)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _event(msg: ExtractRequested, result: ExtractResult) -> ExtractCreated:
     return ExtractCreated(
         push_date=msg.push_date,
@@ -148,17 +169,22 @@ def _event(msg: ExtractRequested, result: ExtractResult) -> ExtractCreated:
 
 async def handle_extract_requested(msg: ExtractRequested, ports: ExtractorPorts) -> Outcome:
     """Build (or find already built) the job's files; the outcome is the event to publish."""
-    label = msg.extract.label
     try:
         folder = job_dir(ports.staging_dir, msg)
     except ExtractInputError as exc:
         return failed(msg, str(exc))
+    folder.mkdir(parents=True, exist_ok=True)
+    async with job_lock(folder):
+        return await _build_locked(msg, folder, ports)
+
+
+async def _build_locked(msg: ExtractRequested, folder: Path, ports: ExtractorPorts) -> Outcome:
+    label = msg.extract.label
     existing = read_manifest(folder, msg)
     if existing is not None:
         log.info("%s: files already in staging, announcing them again", label)
         return Outcome(EXTRACT_CREATED, existing, created_id(msg, existing.files[0].sha256), reused=True)
     clear_leftovers(folder)
-    folder.mkdir(parents=True, exist_ok=True)
 
     def progress(rows: int) -> None:
         log.info("%s: %d rows written", label, rows)

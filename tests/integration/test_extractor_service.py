@@ -168,7 +168,7 @@ async def test_transient_failure_then_success_and_leftovers_cleared(make_setting
         key, _ = await next_event(settings, "uploader.files")
         assert key == "extract.created" and len(engine.calls) == 2
         assert not list(folder.glob("*.part"))
-        assert sorted(p.name for p in folder.iterdir()) == [
+        assert sorted(p.name for p in folder.iterdir() if p.name != ".lock") == [
             "manifest.json",
             "nsbs_matched_detections_2022.parquet",
             "nsbs_matched_detections_2022.zip",
@@ -193,3 +193,26 @@ async def test_a_crashing_engine_fails_the_job_on_the_last_delivery(make_setting
         await eventually(nothing_left, "the request to be settled")
     finally:
         await app.stop()
+
+
+async def test_duplicate_requests_at_once_build_once(tmp_path: Path) -> None:
+    import asyncio
+
+    from services.extractor.handlers import ExtractorPorts, handle_extract_requested
+
+    gate = asyncio.Event()
+    engine = FakeEngine()
+
+    async def slow_engine(*args: Any, **kwargs: Any) -> ExtractResult:
+        await gate.wait()
+        return await engine(*args, **kwargs)
+
+    ports = ExtractorPorts(build_extract=slow_engine, nodes={}, staging_dir=tmp_path)
+    first = asyncio.create_task(handle_extract_requested(request(), ports))
+    second = asyncio.create_task(handle_extract_requested(request(), ports))
+    await asyncio.sleep(0.2)
+    gate.set()
+    one, two = await asyncio.gather(first, second)
+    assert len(engine.calls) == 1
+    assert {one.reused, two.reused} == {False, True}
+    assert one.message == two.message and one.message_id == two.message_id
