@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from urllib.parse import urlsplit
 
 import aio_pika
 import asyncpg
+from aio_pika.connection import make_url
 
 from shared.nodes import asyncpg_dsn
 from shared.settings import Settings
@@ -36,13 +37,17 @@ async def _postgres_problem(url: str, wait: float) -> str | None:
 
 
 async def _rabbitmq_problem(url: str, wait: float) -> str | None:
+    # built by hand rather than aio_pika.connect(), so that a failed attempt is closed, not left to the GC
+    connection = aio_pika.Connection(make_url(url))
     try:
-        connection = await asyncio.wait_for(aio_pika.connect(url, timeout=wait), wait + 1)
+        await asyncio.wait_for(connection.connect(timeout=wait), wait + 1)
     except (OSError, TimeoutError, ConnectionError):
         return f"RabbitMQ is not reachable at {_where(url, 5672)}"
     except Exception as exc:  # authentication, vhost: aiormq raises its own types
         return f"RabbitMQ at {_where(url, 5672)} refused the connection ({type(exc).__name__})"
-    await connection.close()
+    finally:
+        with suppress(Exception):
+            await connection.close()
     return None
 
 
