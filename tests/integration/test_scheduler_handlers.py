@@ -1,0 +1,147 @@
+"""Scheduler handlers on the real own database with a fake list port (no broker, no node databases)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+from sqlalchemy import select
+
+from services.scheduler import handlers
+from shared.db import (
+    COMPLETED,
+    EXTRACTING,
+    FAILED,
+    Job,
+    OutboxMessage,
+    PushRun,
+    make_engine,
+    make_sessionmaker,
+)
+from shared.extract_list import ListActivity, ListRow
+from shared.messages import ExtractFailed, ExtractKey, ProjectNotified, PushStart
+
+pytestmark = pytest.mark.integration
+
+PUSH = dt.date(2024, 6, 13)
+
+
+class FakeLists:
+    def __init__(self, rows: list[ListRow], projects: dict[str, str]) -> None:
+        self.rows = rows
+        self.known = projects
+        self.completed: list[int] = []
+
+    async def pending_rows(self, push_date: dt.date) -> list[ListRow]:
+        return [r for r in self.rows if r.id not in self.completed]
+
+    async def projects(self) -> dict[str, str]:
+        return dict(self.known)
+
+    async def mark_completed(self, row_ids: Sequence[int]) -> int:
+        new = [i for i in row_ids if i not in self.completed]
+        self.completed += new
+        return len(new)
+
+    async def activity(self, push_date: dt.date) -> ListActivity:
+        return ListActivity(pending=len(await self.pending_rows(push_date)), last_added=None)
+
+
+@pytest.fixture
+async def sessions(own_db: str) -> AsyncIterator[object]:
+    engine = make_engine(own_db)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+async def outbox_ids(sessions) -> list[str]:  # type: ignore[no-untyped-def]
+    async with sessions() as s:
+        return list((await s.execute(select(OutboxMessage.message_id).order_by(OutboxMessage.id))).scalars())
+
+
+async def jobs(sessions) -> dict[str, Job]:  # type: ignore[no-untyped-def]
+    async with sessions() as s:
+        return {f"{j.code},{j.year},{j.type}": j for j in (await s.execute(select(Job))).scalars()}
+
+
+async def test_start_complete_and_restart_with_a_late_list_row(sessions) -> None:  # type: ignore[no-untyped-def]
+    lists = FakeLists(
+        [ListRow(1, "NSBS,2024,t"), ListRow(2, "HFX,2023,q"), ListRow(3, "NSBS,2024,t")],
+        {"NSBS": "OTN", "HFX": "OTN"},
+    )
+    kicks: list[int] = []
+    ports = handlers.SchedulerPorts(sessions=sessions, lists=lists, kick=lambda: kicks.append(1))  # type: ignore[arg-type]
+
+    out = await handlers.start_push(PushStart(push_date=PUSH), ports)
+    assert sorted(out.requested) == ["HFX,2023,q", "NSBS,2024,t"] and kicks
+    ids = await outbox_ids(sessions)
+    assert ids[0] == "push.ready:2024-06-13:2"
+    assert sorted(ids[1:]) == [
+        "extract.requested:2024-06-13:HFX:2023:q:1",
+        "extract.requested:2024-06-13:NSBS:2024:t:1",
+    ]
+    # the same command again (redelivered): nothing new staged
+    await handlers.start_push(PushStart(push_date=PUSH), ports)
+    assert len(await outbox_ids(sessions)) == 3
+
+    by_label = await jobs(sessions)
+    nsbs, hfx = by_label["NSBS,2024,t"], by_label["HFX,2023,q"]
+    notified = ProjectNotified(push_date=PUSH, project="NSBS", job_ids=[nsbs.id], recipients=["a@b.org"])
+    assert await handlers.on_project_notified(notified, ports) == [nsbs.id]
+    assert sorted(lists.completed) == [1, 3]
+    assert await handlers.on_project_notified(notified, ports) == []  # twice: no change
+
+    # a row for the already completed extract appears; HFX fails; the push is restarted
+    lists.rows.append(ListRow(4, "NSBS,2024,t"))
+    key = ExtractKey(code="HFX", year=2023, type="q")
+    failed = ExtractFailed(push_date=PUSH, job_id=hfx.id, extract=key, stage="extract", reason="node down")
+    assert await handlers.on_extract_failed(failed, ports) == [hfx.id]
+    async with sessions() as s:
+        run = (await s.execute(select(PushRun))).scalar_one()
+    assert run.state == "failed" and run.finished_at is not None
+    assert "push.completed:2024-06-13:2" in await outbox_ids(sessions)
+
+    again = await handlers.start_push(PushStart(push_date=PUSH), ports)
+    assert again.retried == ["HFX,2023,q"] and again.completed == ["NSBS,2024,t"] and not again.requested
+    assert 4 in lists.completed  # done by the work already done for that extract
+    by_label = await jobs(sessions)
+    assert by_label["NSBS,2024,t"].state == COMPLETED and sorted(by_label["NSBS,2024,t"].list_row_ids) == [
+        1,
+        3,
+        4,
+    ]
+    assert by_label["HFX,2023,q"].state == EXTRACTING and by_label["HFX,2023,q"].attempts == 2
+    assert "extract.requested:2024-06-13:HFX:2023:q:2" in await outbox_ids(sessions)
+    async with sessions() as s:
+        run = (await s.execute(select(PushRun))).scalar_one()
+    assert run.state == "running" and run.restarted_at is not None and run.finished_at is None
+
+
+async def test_only_invalid_rows_finish_the_run_as_failed(sessions) -> None:  # type: ignore[no-untyped-def]
+    lists = FakeLists([ListRow(1, "NSBS,2024"), ListRow(2, "NOPE,2024,t")], {"NSBS": "OTN"})
+    ports = handlers.SchedulerPorts(sessions=sessions, lists=lists)  # type: ignore[arg-type]
+    out = await handlers.start_push(PushStart(push_date=PUSH), ports)
+    assert out.finished and len(out.rejected) == 2
+    async with sessions() as s:
+        run = (await s.execute(select(PushRun))).scalar_one()
+    assert run.state == "failed"
+    assert any("list row 1" in w and "expected 3" in w for w in run.warnings)
+    assert await jobs(sessions) == {}
+    assert lists.completed == []
+
+
+async def test_failed_jobs_do_not_complete_their_rows(sessions) -> None:  # type: ignore[no-untyped-def]
+    lists = FakeLists([ListRow(1, "NSBS,2024,t")], {"NSBS": "OTN"})
+    ports = handlers.SchedulerPorts(sessions=sessions, lists=lists)  # type: ignore[arg-type]
+    await handlers.start_push(PushStart(push_date=PUSH), ports)
+    job = (await jobs(sessions))["NSBS,2024,t"]
+    key = ExtractKey(code="NSBS", year=2024, type="t")
+    failed = ExtractFailed(
+        push_date=PUSH, job_id=job.id, extract=key, stage="upload", reason="store unwritable"
+    )
+    await handlers.on_extract_failed(failed, ports)
+    late = ProjectNotified(push_date=PUSH, project="NSBS", job_ids=[job.id], recipients=[])
+    assert await handlers.on_project_notified(late, ports) == []
+    assert lists.completed == []
+    assert (await jobs(sessions))["NSBS,2024,t"].state == FAILED
