@@ -125,3 +125,24 @@ async def test_prefetch_bounds_concurrency(make_settings, rabbit: Rabbit) -> Non
     await eventually(all_done, "all six handled")
     assert most == 2
     assert sorted(done) == list(range(6))
+
+
+async def test_queues_are_durable_quorum_queues_with_their_arguments(make_settings, rabbit: Rabbit) -> None:
+    import aiormq
+
+    from shared.topology import queue_arguments
+    from tests.integration.conftest import AMQP_URL
+
+    settings: Settings = make_settings()
+    await rabbit.connected(settings)
+    name = queue_name(settings, "uploader.files")
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        # re-declaring with exactly these arguments is accepted: they are what the queue has
+        args = {"x-queue-type": "quorum", **queue_arguments(settings, "uploader.files")}
+        await channel.declare_queue(name, durable=True, arguments=args)
+        with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed, match="x-queue-type"):
+            await channel.declare_queue(name, durable=True, arguments={**args, "x-queue-type": "classic"})
+    finally:
+        await connection.close()
