@@ -82,3 +82,40 @@ def test_demo_runs_a_push_to_completion_twice(
         for name in ("scheduler", "extractor", "uploader", "notifier"):
             assert (folder / "logs" / f"{name}.log").is_file()
         assert f"{len(jobs)}/{len(jobs)}" in text and "emails:" in text
+
+
+async def test_report_names_failures_with_their_reason_and_says_not_ok(own_db: str, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from otn_push.demo.run import DemoPaths, report
+    from shared.db import EmailSent, Job, PushRun, make_engine, make_sessionmaker
+
+    push = dt.date(2026, 10, 15)
+    engine = make_engine(own_db)
+    async with make_sessionmaker(engine)() as session, session.begin():
+        run = PushRun(push_date=push, state="failed")
+        session.add(run)
+        await session.flush()
+        files = [
+            {"name": "nsbs_matched_detections_2025.zip"},
+            {"name": "nsbs_matched_detections_2025.parquet"},
+        ]
+        session.add_all(
+            [
+                Job(run_id=run.id, push_date=push, code="NSBS", year=2025, type="t", state="completed",
+                    rows=12, files=files),
+                Job(run_id=run.id, push_date=push, code="HFX", year=2025, type="q", state="failed",
+                    reason="node ACT database unreachable (postgresql://u:***@db/act): OSError"),
+                EmailSent(push_date=push, project="NSBS", recipient="w.whitman@otn.example.org",
+                          message_id="<1@x>", status="simulated", outbox_file=str(tmp_path / "NSBS-1.eml")),
+            ]
+        )  # fmt: skip
+    await engine.dispose()
+    out = io.StringIO()
+    settings = Settings(nodes={"OTN": own_db}, database_url=own_db, _env_file=None)  # type: ignore[call-arg]
+    ok = await report(settings, push, DemoPaths(tmp_path), Console(file=out, width=200))
+    text = out.getvalue()
+    assert ok is False
+    assert "HFX,2025,q (failed): node ACT database unreachable" in text
+    assert "nsbs_matched_detections_2025 (.zip .parquet)" in text
+    assert "NSBS: w.whitman@otn.example.org -> NSBS-1.eml" in text
