@@ -101,7 +101,8 @@ def demo_environment(
         "OTN_PUSH_OUTBOX_DIR": str(paths.outbox.resolve()),
         "OTN_PUSH_PUSH_DATES": push_date.isoformat(),
         "OTN_PUSH_AUTO_PUSH": "false",
-        "OTN_PUSH_SEND_MAIL": os.environ.get("OTN_PUSH_SEND_MAIL", "false"),
+        # simulate unless the user chose (environment or .env)
+        "OTN_PUSH_SEND_MAIL": str("send_mail" in settings.model_fields_set and settings.send_mail).lower(),
     }
     return env
 

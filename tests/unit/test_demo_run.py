@@ -32,6 +32,7 @@ def test_environment_simulates_mail_unless_the_user_chose(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     paths = DemoPaths(tmp_path / "demo")
+    monkeypatch.chdir(tmp_path)  # no .env here yet
     monkeypatch.delenv("OTN_PUSH_SEND_MAIL", raising=False)
     env = demo_environment(Settings(), paths, dt.date(2026, 10, 15), "otn.push.demo-x")
     assert env["OTN_PUSH_SEND_MAIL"] == "false"
@@ -42,6 +43,9 @@ def test_environment_simulates_mail_unless_the_user_chose(
     assert settings.push_dates == [dt.date(2026, 10, 15)] and settings.auto_push is False
     assert settings.own_database_url == settings.home_url
     monkeypatch.setenv("OTN_PUSH_SEND_MAIL", "true")
+    assert demo_environment(Settings(), paths, dt.date(2026, 10, 15))["OTN_PUSH_SEND_MAIL"] == "true"
+    monkeypatch.delenv("OTN_PUSH_SEND_MAIL")
+    (tmp_path / ".env").write_text("OTN_PUSH_SEND_MAIL=true\n")  # a .env file is the user's choice too
     assert demo_environment(Settings(), paths, dt.date(2026, 10, 15))["OTN_PUSH_SEND_MAIL"] == "true"
 
 
