@@ -74,6 +74,7 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 push_date=_date(push_date),
                 timeout=timeout,
+                base=cfg,
             )
         except (DemoError, NodeUnavailable, ValueError) as exc:
             fail(str(exc))
