@@ -8,6 +8,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from shared.redact import redact_text
 from shared.settings import Settings, SettingsError, load_settings
@@ -18,7 +19,7 @@ err_console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {redact_text(message)}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(redact_text(message))}", highlight=False)
     raise typer.Exit(code)
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from otn_push.cli.common import console, fail, run, settings
@@ -45,7 +46,7 @@ def register(app: typer.Typer) -> None:
                 continue
             labels.append(parsed.key.label)
             for note in parsed.notes:
-                console.print(f"{entry!r}: {note} -> {parsed.key.label}", highlight=False)
+                console.print(escape(f"{entry!r}: {note} -> {parsed.key.label}"), highlight=False)
         if errors:
             fail("; ".join(errors) + " (nothing added)")
 
@@ -86,8 +87,8 @@ def register(app: typer.Typer) -> None:
             )
             table.add_row(
                 str(r["id"]),
-                r["detection_extract"],
-                r["git_issue_link"] or "",
+                escape(r["detection_extract"]),
+                escape(r["git_issue_link"] or ""),
                 r["date_added"].strftime("%Y-%m-%d %H:%M"),
                 f"yes {done}".strip() if r["completed"] else "no",
             )

@@ -13,6 +13,7 @@ from typing import Any
 import typer
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import func, select
@@ -98,7 +99,7 @@ def print_status(doc: dict[str, Any]) -> None:
     finished = f", finished {run_doc['finished_at'][:19]}" if run_doc["finished_at"] else ""
     console.print(
         f"push {doc['push_date']}: [bold]{run_doc['state']}[/] (format {run_doc['format']}, "
-        f"started by {run_doc['requested_by']} {run_doc['started_at'][:19]}{finished})"
+        f"started by {escape(run_doc['requested_by'])} {run_doc['started_at'][:19]}{finished})"
     )
     console.print(_counts_table(doc["counts"]))
     table = Table(title="jobs", show_lines=False)
@@ -111,17 +112,17 @@ def print_status(doc: dict[str, Any]) -> None:
         style = "red" if job["state"] == FAILED else ("green" if job["state"] == COMPLETED else "")
         table.add_row(
             str(job["id"]),
-            job["extract"],
-            job["node"] or "",
+            escape(job["extract"]),
+            escape(job["node"] or ""),
             job["state"],
             "" if job["rows"] is None else f"{job['rows']:,}",
-            files,
-            "\n".join(notes),
+            escape(files),
+            escape("\n".join(notes)),
             style=style,
         )
     console.print(table)
     for warning in run_doc["warnings"]:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 def _manual_list(extracts: list[str], push_date: dt.date) -> list[ExtractKey] | None:
@@ -136,7 +137,7 @@ def _manual_list(extracts: list[str], push_date: dt.date) -> list[ExtractKey] | 
             continue
         keys.append(parsed.key)
         for note in parsed.notes:
-            console.print(f"--extract {entry!r}: {note} -> {parsed.key.label}", highlight=False)
+            console.print(escape(f"--extract {entry!r}: {note} -> {parsed.key.label}"), highlight=False)
     if errors:
         fail("; ".join(errors))
     return keys

@@ -77,6 +77,11 @@ async def test_list_and_push_commands_with_the_scheduler_process(
             "SERC1,17,q",
             dt.date(2022, 10, 20),
         )
+        await conn.execute(
+            f"INSERT INTO {L.table} ({L.detection_extract}, {L.push_date}) VALUES ($1, $2)",
+            "[bold]SERC1[/],2017,q",
+            dt.date(2022, 10, 20),
+        )
     finally:
         await conn.close()
 
@@ -107,6 +112,13 @@ async def test_list_and_push_commands_with_the_scheduler_process(
         ]
         assert any("'SERC1,17,q'" in w and "impossible" in w for w in doc["run"]["warnings"])
 
+        assert any(
+            "'[bold]SERC1[/],2017,q'" in w and "characters other than" in w for w in doc["run"]["warnings"]
+        )
+        code, out, err = await cli(env, "push", "status", "--push-date", "2022-10-20")
+        assert code == 0, err
+        assert "SERC1,2017,q" in out and "extracting" in out and "[bold]SERC1[/],2017,q" in out
+
         # no extractor runs here, so the job waits: --wait gives up after --timeout
         code, out, err = await cli(
             env, "push", "start", "--push-date", "2022-10-20", "--wait", "--timeout", "2"
@@ -124,4 +136,5 @@ async def test_list_and_push_commands_with_the_scheduler_process(
     assert scheduler.returncode == 0, scheduler_err.decode()[-2000:]
 
     code, out, err = await cli(env, "list", "show", "--push-date", "2022-10-20")
-    assert code == 0 and "SERC1,2017,q" in out and "2 row(s), 0 completed" in out
+    assert code == 0 and "SERC1,2017,q" in out and "3 row(s), 0 completed" in out
+    assert "[bold]SERC1[/],2017,q" in out
