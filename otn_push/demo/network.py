@@ -109,6 +109,7 @@ class Network:
     mystery_tags: dict[str, list[str]] = field(default_factory=dict)  # array -> unknown tags heard there
     scenario: list[Burst] = field(default_factory=list)  # bursts every network must contain
     background_excluded: set[str] = field(default_factory=set)  # tags only the scenario emits
+    special: dict[str, list[TagRelease]] = field(default_factory=dict)  # the core's special cases
 
     @property
     def data_start(self) -> dt.datetime:
@@ -401,7 +402,7 @@ def _core(net: Network, rng: random.Random, codes: _Codes, serials: _Serials) ->
             _animal(net, rng, code, [codes.take(space)], _release_time(rng, net), rng.randint(500, 1400))
 
     sensor_pair = [codes.take("A69-9002"), codes.take("A69-9002")]
-    _animal(
+    net.special["double"] = _animal(
         net,
         rng,
         "NSBS",
@@ -411,7 +412,7 @@ def _core(net: Network, rng: random.Random, codes: _Codes, serials: _Serials) ->
         sensors=[PRESSURE, TEMPERATURE],
         notes="double tagged: pressure and temperature transmitters",
     )
-    _animal(
+    net.special["harvested"] = _animal(
         net,
         rng,
         "NSBS",
@@ -422,7 +423,7 @@ def _core(net: Network, rng: random.Random, codes: _Codes, serials: _Serials) ->
         notes="harvested by commercial longline",
     )
     reused = codes.take("A69-9002")
-    _animal(
+    net.special["reused"] = _animal(
         net,
         rng,
         "NSBS",
@@ -433,7 +434,7 @@ def _core(net: Network, rng: random.Random, codes: _Codes, serials: _Serials) ->
         notes="tag recovered and re-used",
     )
     _animal(net, rng, "NSBS", [reused], dt.datetime(y0, 8, 22, 14, 17), 900, dated_catalog=True)
-    _animal(
+    net.special["short"] = _animal(
         net,
         rng,
         "SUBUL",
@@ -443,7 +444,7 @@ def _core(net: Network, rng: random.Random, codes: _Codes, serials: _Serials) ->
         notes="short-life transmitter",
     )
     duplicate = codes.take("A69-1303")
-    _animal(net, rng, "SUBUL", [duplicate], dt.datetime(y0, 3, 5, 11), 1000)
+    net.special["duplicate"] = _animal(net, rng, "SUBUL", [duplicate], dt.datetime(y0, 3, 5, 11), 1000)
     _animal(
         net,
         rng,
@@ -455,7 +456,7 @@ def _core(net: Network, rng: random.Random, codes: _Codes, serials: _Serials) ->
         notes="tag code entered for a second animal while the first one is alive",
     )
     net.background_excluded.add(duplicate)
-    _animal(
+    net.special["bass"] = _animal(
         net, rng, "MDWEA", [codes.take("A69-1601")], dt.datetime(y0 - 1, 5, 2, 7), 1500, sensors=[PRESSURE]
     )
 
@@ -674,13 +675,10 @@ def _extra(net: Network, rng: random.Random, codes: _Codes, serials: _Serials) -
 
 def _scenario(net: Network, rng: random.Random) -> None:
     y0, y1 = net.years[0], net.years[0] + 1
-    tags = {r.notes: r for r in net.releases if r.notes}
-    double = [r for r in net.releases if r.notes and r.notes.startswith("double tagged")]
-    harvested = tags["harvested by commercial longline"]
-    reused = tags["tag recovered and re-used"]
-    short = tags["short-life transmitter"]
-    duplicate = tags["tag code entered for a second animal while the first one is alive"]
-    bass = next(r for r in net.releases if r.project == "MDWEA" and r.sensor is not None)
+    double = net.special["double"]
+    harvested, reused, short, duplicate, bass = (
+        net.special[k][0] for k in ("harvested", "reused", "short", "duplicate", "bass")
+    )
     sturgeon = next(r for r in net.releases if r.project == "ATSTUR")
     sentinels = [r for r in net.releases if r.kind == "sentinel"]
 
