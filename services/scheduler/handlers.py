@@ -153,6 +153,8 @@ async def start_push(cmd: PushStart, ports: SchedulerPorts) -> StartOutcome:
             )
         outcome.finished = await _finish_if_done(session, push_date)
     ports.kick()
+    for reject in rejects:
+        log.warning("push %s: list entry refused: %s", push_date, reject.describe())
     log.info(
         "push %s started by %s: %d requested, %d retried, %d in flight, %d already completed, %d rejected",
         push_date,
