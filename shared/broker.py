@@ -88,7 +88,7 @@ async def publish(
         raise PublishError(f"{routing_key} {message_id}: no confirm from the broker in time") from None
     except (AMQPError, ChannelInvalidStateError, ConnectionError) as exc:
         raise PublishError(
-            f"{routing_key} {message_id}: broker connection failed ({type(exc).__name__})"
+            f"{routing_key} {message_id}: broker error {type(exc).__name__}: {redact_text(str(exc))[:300]}"
         ) from None
     if confirm is None:
         raise PublishError(f"{routing_key} {message_id}: publisher confirms are off on this channel")
