@@ -14,7 +14,7 @@ from otn_push.cli.common import console, err_console, fail, run, settings
 from otn_push.demo.generate import DEFAULT_DETECTIONS, generate_network
 from otn_push.demo.preflight import preflight
 from otn_push.demo.run import DEMO_PREFIX, DemoError, demo_push_date, describe, recreate_nodes, run_demo
-from shared.nodes import NodeUnavailable, asyncpg_dsn
+from shared.nodes import NodeUnavailable, asyncpg_dsn, database_name
 
 EXTRA_NODES = ("NEP", "PATH", "MIGRAMAR", "PIRAT", "SAF")
 
@@ -33,11 +33,14 @@ def _seed_nodes(configured: dict[str, str], count: int) -> dict[str, str]:
     if count < 2:
         fail(f"--nodes: a network needs at least two nodes, got {count}", 2)
     nodes = dict(list(configured.items())[:count])
-    server = asyncpg_dsn(next(iter(configured.values()))).rsplit("/", 1)[0]
+    first = next(iter(configured.values()))
+    server = asyncpg_dsn(first).rsplit("/", 1)[0]
+    # `otn_push_demo_otn` -> `otn_push_demo_nep`: named like the first node's database
+    prefix = database_name(first).rsplit("_", 1)[0] + "_" if "_" in database_name(first) else DEMO_PREFIX
     extra = (name for name in EXTRA_NODES if name not in nodes)
     while len(nodes) < count:
         name = next(extra, None) or f"NODE{len(nodes) + 1}"
-        nodes[name] = f"{server}/{DEMO_PREFIX}{name.lower()}"
+        nodes[name] = f"{server}/{prefix}{name.lower()}"
     return nodes
 
 
@@ -78,6 +81,8 @@ def register(app: typer.Typer) -> None:
             )
         except (DemoError, NodeUnavailable, ValueError) as exc:
             fail(str(exc))
+        except KeyboardInterrupt:
+            fail("interrupted: the services were stopped; their logs are in var/demo/logs/", 130)
         if code:
             err_console.print("[bold red]the demo push did not complete every extract[/]")
         raise typer.Exit(code)
