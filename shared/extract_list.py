@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from shared.messages import ExtractKey
-from shared.nodes import connection
+from shared.nodes import NodeUnavailable, connection
 from shared.nodeschema import L, P
 
 TYPES = {"t": "matched", "q": "qualified", "u": "unqualified", "s": "sentinel"}
@@ -127,11 +127,17 @@ class Rejected:
 
 
 def plan_jobs(
-    rows: Iterable[ListRow], projects: dict[str, str], *, max_year: int | None = None
+    rows: Iterable[ListRow],
+    projects: dict[str, str],
+    *,
+    max_year: int | None = None,
+    unreachable: Sequence[str] = (),
 ) -> tuple[list[PlannedJob], list[Rejected]]:
     """Turn list rows into one job per distinct extract (carrying all its row ids) and the rejects.
 
-    `projects` maps every known project code (from all nodes' `otn_resources`) to its node.
+    `projects` maps every known project code (from all nodes' `otn_resources`) to its node. While some
+    nodes are `unreachable`, a code found nowhere may be theirs: it becomes a job (node unknown) that the
+    extractor retries and fails naming the node, instead of being refused as unknown.
     """
     jobs: dict[tuple[str, int, str], PlannedJob] = {}
     rejected: list[Rejected] = []
@@ -145,15 +151,17 @@ def plan_jobs(
         key = parsed.key
         notes, prefix = parsed.notes, parsed.node_prefix
         node = projects.get(key.code)
+        if node is None and unreachable:
+            missing = ", ".join(unreachable)
+            notes = (*notes, f"project {key.code} not found on the reachable nodes ({missing} unreachable)")
+            node = prefix or ""
         if node is None:
-            rejected.append(
-                Rejected(row.text, f"unknown project {key.code} (in no node's project table)", ids)
-            )
+            reason = f"unknown project {key.code} (in no node's project table)"
+            rejected.append(Rejected(row.text, reason, ids))
             continue
-        if prefix is not None and prefix != node.upper():
-            rejected.append(
-                Rejected(row.text, f"prefix {prefix} but project {key.code} is on node {node}", ids)
-            )
+        if prefix is not None and node and prefix != node.upper():
+            reason = f"prefix {prefix} but project {key.code} is on node {node}"
+            rejected.append(Rejected(row.text, reason, ids))
             continue
         job = jobs.get((key.code, key.year, key.type))
         if job is None:
@@ -168,13 +176,22 @@ def plan_jobs(
 # --- list rows in the home node database (asyncpg) -------------------------------------------------
 
 
-async def known_projects(nodes: dict[str, str]) -> dict[str, str]:
-    """Every project code of every node's `otn_resources`, mapped to its node name (upper case)."""
+async def known_projects(nodes: dict[str, str], unreachable: list[str] | None = None) -> dict[str, str]:
+    """Every project code of every node's `otn_resources`, mapped to its node name (upper case).
+
+    With `unreachable` given, a node that cannot be reached is skipped and its name appended there
+    (otherwise NodeUnavailable is raised).
+    """
     found: dict[str, str] = {}
     for name, url in nodes.items():
-        async with connection(name, url) as conn:
-            for rec in await conn.fetch(f"SELECT {P.code}, {P.node} FROM {P.table}"):
-                found[str(rec[0]).upper()] = str(rec[1] or name).upper()
+        try:
+            async with connection(name, url) as conn:
+                for rec in await conn.fetch(f"SELECT {P.code}, {P.node} FROM {P.table}"):
+                    found[str(rec[0]).upper()] = str(rec[1] or name).upper()
+        except NodeUnavailable:
+            if unreachable is None:
+                raise
+            unreachable.append(name)
     return found
 
 

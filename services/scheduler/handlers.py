@@ -76,9 +76,12 @@ async def start_push(cmd: PushStart, ports: SchedulerPorts) -> StartOutcome:
         rows = await ports.lists.pending_rows(push_date)
     else:
         rows = [ListRow(None, e.label) for e in cmd.extracts]
-    projects = await ports.lists.projects()
-    planned, rejects = plan_jobs(rows, projects, max_year=push_date.year)
+    unreachable: list[str] = []
+    projects = await ports.lists.projects(unreachable)
+    planned, rejects = plan_jobs(rows, projects, max_year=push_date.year, unreachable=unreachable)
     warnings = [REJECTED + r.describe() for r in rejects]
+    if unreachable:
+        warnings.append(f"node(s) {', '.join(unreachable)} unreachable when the push started")
     if not rows:
         source = "manual list" if cmd.extracts is not None else f"extract list for {push_date}"
         warnings.append(f"the {source} has no rows to do")
@@ -100,7 +103,7 @@ async def start_push(cmd: PushStart, ports: SchedulerPorts) -> StartOutcome:
                 code=job.key.code,
                 year=job.key.year,
                 type=job.key.type,
-                node=job.node,
+                node=job.node or None,
                 state=EXTRACTING,
                 list_row_ids=list(job.list_row_ids),
                 attempts=1,

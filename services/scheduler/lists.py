@@ -15,7 +15,7 @@ from shared.settings import Settings
 class ListPort(Protocol):
     async def pending_rows(self, push_date: dt.date) -> list[ListRow]: ...
 
-    async def projects(self) -> dict[str, str]: ...
+    async def projects(self, unreachable: list[str] | None = None) -> dict[str, str]: ...
 
     async def mark_completed(self, row_ids: Sequence[int]) -> int: ...
 
@@ -32,8 +32,9 @@ class NodeLists:
         async with connection(self.settings.home_node, self.settings.home_url) as conn:
             return await extract_list.list_rows(conn, push_date, pending_only=True)
 
-    async def projects(self) -> dict[str, str]:
-        return await extract_list.known_projects(self.settings.nodes)
+    async def projects(self, unreachable: list[str] | None = None) -> dict[str, str]:
+        """Projects of every node; unreachable nodes are skipped into `unreachable` when it is given."""
+        return await extract_list.known_projects(self.settings.nodes, unreachable)
 
     async def mark_completed(self, row_ids: Sequence[int]) -> int:
         async with connection(self.settings.home_node, self.settings.home_url) as conn:

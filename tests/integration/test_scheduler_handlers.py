@@ -28,15 +28,18 @@ PUSH = dt.date(2024, 6, 13)
 
 
 class FakeLists:
-    def __init__(self, rows: list[ListRow], projects: dict[str, str]) -> None:
+    def __init__(self, rows: list[ListRow], projects: dict[str, str], down: tuple[str, ...] = ()) -> None:
         self.rows = rows
         self.known = projects
+        self.down = down
         self.completed: list[int] = []
 
     async def pending_rows(self, push_date: dt.date) -> list[ListRow]:
         return [r for r in self.rows if r.id not in self.completed]
 
-    async def projects(self) -> dict[str, str]:
+    async def projects(self, unreachable: list[str] | None = None) -> dict[str, str]:
+        assert unreachable is not None, "the scheduler must tolerate unreachable nodes"
+        unreachable.extend(self.down)
         return dict(self.known)
 
     async def mark_completed(self, row_ids: Sequence[int]) -> int:
@@ -145,3 +148,15 @@ async def test_failed_jobs_do_not_complete_their_rows(sessions) -> None:  # type
     assert await handlers.on_project_notified(late, ports) == []
     assert lists.completed == []
     assert (await jobs(sessions))["NSBS,2024,t"].state == FAILED
+
+
+async def test_a_node_down_at_start_does_not_refuse_its_projects(sessions) -> None:  # type: ignore[no-untyped-def]
+    lists = FakeLists([ListRow(1, "NSBS,2024,t"), ListRow(2, "SERC1,2017,q")], {"NSBS": "OTN"}, down=("ACT",))
+    ports = handlers.SchedulerPorts(sessions=sessions, lists=lists)  # type: ignore[arg-type]
+    out = await handlers.start_push(PushStart(push_date=PUSH), ports)
+    assert sorted(out.requested) == ["NSBS,2024,t", "SERC1,2017,q"] and out.rejected == []
+    serc = (await jobs(sessions))["SERC1,2017,q"]
+    assert serc.node is None and any("ACT unreachable" in w for w in serc.warnings)
+    async with sessions() as s:
+        run = (await s.execute(select(PushRun))).scalar_one()
+    assert any("ACT" in w and "unreachable" in w for w in run.warnings)

@@ -86,3 +86,11 @@ def test_manual_entries_have_no_row_ids() -> None:
     jobs, rejected = plan_jobs([ListRow(None, "PROJ67,2017,t")], PROJECTS, max_year=2025)
     assert [(j.key.label, j.list_row_ids) for j in jobs] == [("PROJ67,2017,t", [])]
     assert rejected == []
+
+
+def test_unknown_code_while_a_node_is_down_becomes_a_job() -> None:
+    rows = [ListRow(1, "ABC,2022,t"), ListRow(2, "ACT.XYZ,2022,q")]
+    jobs, rejected = plan_jobs(rows, PROJECTS, max_year=2022, unreachable=["ACT"])
+    assert rejected == []
+    assert [(j.key.label, j.node) for j in jobs] == [("ABC,2022,t", ""), ("XYZ,2022,q", "ACT")]
+    assert all(any("ACT unreachable" in n for n in j.notes) for j in jobs)
