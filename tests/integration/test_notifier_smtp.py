@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import socket
-import threading
 from collections.abc import Iterator
-from email import message_from_bytes
 from email.message import EmailMessage
-from email.policy import default
 from typing import Any
 
 import pytest
@@ -31,6 +27,7 @@ from shared.nodes import connection
 from shared.nodeschema import CR, ROLE_PI, ROLE_POC, C, P
 from shared.settings import Settings
 from tests.integration.conftest import Rabbit, eventually
+from tests.smtp_sink import Inbox, free_port, running_smtp_server
 
 pytestmark = pytest.mark.integration
 
@@ -64,43 +61,10 @@ JOBS = {
 }
 
 
-class Inbox:
-    """aiosmtpd handler: keeps every received message (thread-safe; aiosmtpd runs in its own thread)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.messages: list[tuple[list[str], EmailMessage]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        parsed = message_from_bytes(envelope.original_content or envelope.content, policy=default)
-        with self.lock:
-            self.messages.append((list(envelope.rcpt_tos), parsed))  # type: ignore[arg-type]
-        return "250 OK"
-
-    def snapshot(self) -> list[tuple[list[str], EmailMessage]]:
-        with self.lock:
-            return list(self.messages)
-
-    def for_project(self, project: str) -> list[tuple[list[str], EmailMessage]]:
-        return [(r, m) for r, m in self.snapshot() if m["X-OTN-Push"] == f"{PUSH} {project}"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
+    with running_smtp_server() as server:
+        yield server
 
 
 async def seed_node(url: str) -> None:
@@ -232,7 +196,7 @@ async def test_one_email_per_project_to_exactly_its_contacts_once(
             return {n["project"] for n in await published_notifications(own_db)} == {"HFX", "BARE"}
 
         await eventually(hfx_and_bare_done, "HFX emailed and BARE settled")
-        assert inbox.for_project("NSBS") == []
+        assert inbox.for_push(PUSH, "NSBS") == []
 
         await send(2)  # the re-run uploads NSBS's failed extract
 
@@ -242,7 +206,7 @@ async def test_one_email_per_project_to_exactly_its_contacts_once(
         await eventually(nsbs_done, "NSBS emailed")
 
         assert len(inbox.snapshot()) == 2
-        [(rcpts, nsbs)] = inbox.for_project("NSBS")
+        [(rcpts, nsbs)] = inbox.for_push(PUSH, "NSBS")
         assert sorted(rcpts) == sorted(["jane.doe@dal.ca", "rob@example.org", NODE_ADDRESS])
         assert [a.addr_spec for a in nsbs["To"].addresses] == ["jane.doe@dal.ca", "rob@example.org"]
         assert [a.addr_spec for a in nsbs["Cc"].addresses] == [NODE_ADDRESS]
@@ -260,7 +224,7 @@ async def test_one_email_per_project_to_exactly_its_contacts_once(
         assert "hfx" not in text.lower() and "hfx" not in html.lower()
         assert "&lt;i&gt;NSBS&lt;/i&gt; project" in html and "<i>NSBS</i>" not in html
 
-        [(rcpts, hfx)] = inbox.for_project("HFX")
+        [(rcpts, hfx)] = inbox.for_push(PUSH, "HFX")
         assert sorted(rcpts) == sorted(["fred@example.org", "jane.doe@dal.ca", NODE_ADDRESS])
         assert "hfx_qualified_detections_2022.zip" in hfx.get_body(("plain",)).get_content()  # type: ignore[union-attr]
         assert "nsbs" not in hfx.get_body(("plain",)).get_content().lower()  # type: ignore[union-attr]
@@ -286,7 +250,7 @@ async def test_one_email_per_project_to_exactly_its_contacts_once(
         await send(5)
 
         async def last_done() -> bool:
-            return len(inbox.for_project("LAST")) == 1 and len(await published_notifications(own_db)) == 4
+            return len(inbox.for_push(PUSH, "LAST")) == 1 and len(await published_notifications(own_db)) == 4
 
         await eventually(last_done, "LAST emailed")
         assert [m["X-OTN-Push"] for _, m in inbox.snapshot()].count(f"{PUSH} NSBS") == 1
