@@ -30,6 +30,7 @@ from services.notifier.render import EmailTemplates
 from shared.broker import make_broker
 from shared.db import make_engine, make_sessionmaker
 from shared.messages import EXTRACT_FAILED, EXTRACT_UPLOADED, ExtractFailed, ExtractUploaded
+from shared.migrations import upgrade_async
 from shared.outbox import OutboxRelay
 from shared.settings import Settings, SettingsError
 from shared.topology import declare_topology, subscriber
@@ -82,6 +83,8 @@ def build_app(
             raise RejectMessage() from None
 
     async def start() -> None:
+        if engine is not None:  # our own database, not one a test injected
+            await upgrade_async(settings.own_database_url)
         await broker.connect()
         await declare_topology(broker, settings)
         relay.start()
