@@ -13,7 +13,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from otn_push.cli.common import console, err_console, fail, run, settings
 from otn_push.demo.generate import DEFAULT_DETECTIONS, generate_network
 from otn_push.demo.preflight import preflight
-from otn_push.demo.run import DEMO_PREFIX, DemoError, demo_push_date, describe, recreate_nodes, run_demo
+from otn_push.demo.run import (
+    DEMO_EXCHANGE,
+    DEMO_PREFIX,
+    DemoError,
+    demo_push_date,
+    describe,
+    recreate_nodes,
+    run_demo,
+)
 from shared.nodes import NodeUnavailable, asyncpg_dsn, database_name
 
 EXTRA_NODES = ("NEP", "PATH", "MIGRAMAR", "PIRAT", "SAF")
@@ -78,6 +86,8 @@ def register(app: typer.Typer) -> None:
                 push_date=_date(push_date),
                 timeout=timeout,
                 base=cfg,
+                # a configured exchange gets its own demo exchange, so two demos never share queues
+                exchange=f"{cfg.exchange}.demo" if "exchange" in cfg.model_fields_set else DEMO_EXCHANGE,
             )
         except (DemoError, NodeUnavailable, ValueError) as exc:
             fail(str(exc))
