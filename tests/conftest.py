@@ -53,10 +53,31 @@ async def make_nodes() -> AsyncIterator[NodeFactory]:
         return nodes
 
     yield factory
+    await drop_databases(created)
+
+
+async def drop_databases(urls: list[str]) -> None:
     admin = await asyncpg.connect(PG_ADMIN)
     try:
-        for url in created:
-            name = url.rsplit("/", 1)[1]
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for url in urls:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def sample_nodes(samples_dir: Path) -> AsyncIterator[dict[str, str]]:
+    """Node databases OTN, ACT, FACT holding the four real zip samples, loaded once per test session."""
+    from tests.sample_compare import load_samples
+
+    tag = uuid.uuid4().hex[:8]
+    nodes = {name: pg_url(f"otn_push_test_{tag}_samples_{name.lower()}") for name in ("OTN", "ACT", "FACT")}
+    try:
+        for name, url in nodes.items():
+            await ensure_database(name, url)
+            async with connection(name, url) as conn:
+                await init_schema(conn)
+        await load_samples(nodes, samples_dir)
+        yield nodes
+    finally:
+        await drop_databases(list(nodes.values()))

@@ -13,18 +13,17 @@ import subprocess
 import sys
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from otn_push.demo.run import DemoPaths, start_services, stop_services, wait_consuming
-from shared.nodes import connection, ensure_database, init_schema
+from shared.nodes import connection
 from shared.settings import Settings
-from tests.conftest import PG_ADMIN, pg_url
 from tests.integration.conftest import AMQP_URL, Rabbit
-from tests.sample_compare import assert_legacy_equal, assert_same_lines, load_samples, zipped_csv
+from tests.sample_compare import assert_legacy_equal, assert_same_lines, zipped_csv
 from tests.smtp_sink import Inbox, running_smtp_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.samples]
@@ -37,26 +36,6 @@ LEGACY_PUSH = "2023-06-15"
 # NSBS's own contacts, as its release rows carry them
 NSBS_RECIPIENTS = {"manuel.dureuil@dal.ca", "brendal.townsend@dal.ca", "fwhoriskey@dal.ca"}
 PROJ67_RECIPIENTS = {"bangleyc@si.edu", "ogburnm@si.edu"}
-
-
-@pytest.fixture(scope="module")
-async def sample_nodes(samples_dir: Path) -> AsyncIterator[dict[str, str]]:
-    tag = uuid.uuid4().hex[:8]
-    nodes = {name: pg_url(f"otn_push_test_{tag}_e2e_{name.lower()}") for name in ("OTN", "ACT", "FACT")}
-    try:
-        for name, url in nodes.items():
-            await ensure_database(name, url)
-            async with connection(name, url) as conn:
-                await init_schema(conn)
-        await load_samples(nodes, samples_dir)
-        yield nodes
-    finally:
-        admin = await asyncpg.connect(PG_ADMIN)
-        try:
-            for url in nodes.values():
-                await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture

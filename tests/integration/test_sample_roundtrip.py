@@ -10,11 +10,8 @@ import csv
 import datetime as dt
 import io
 import os
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -22,14 +19,12 @@ import pytest
 from otn_push.load import load_files
 from services.extractor.engine import build_extract
 from shared.formats import layout
-from shared.nodes import connection, ensure_database, init_schema
-from tests.conftest import PG_ADMIN, pg_url
+from shared.nodes import connection
 from tests.sample_compare import (
     assert_legacy_equal,
     assert_same_lines,
     built_parquet,
     built_zip,
-    load_samples,
     zipped_csv,
 )
 
@@ -46,27 +41,9 @@ COUNTED_TABLES = [
 ]
 
 
-@pytest.fixture(scope="module")
-async def loaded(samples_dir: Path) -> AsyncIterator[dict[str, str]]:
-    """Three fresh node databases holding the four samples (a module fixture: loading takes seconds)."""
-    tag = uuid.uuid4().hex[:8]
-    nodes: dict[str, str] = {}
-    for name in ("OTN", "ACT", "FACT"):
-        url = pg_url(f"otn_push_test_{tag}_rt_{name.lower()}")
-        await ensure_database(name, url)
-        async with connection(name, url) as conn:
-            await init_schema(conn)
-        nodes[name] = url
-    try:
-        await load_samples(nodes, samples_dir)
-        yield nodes
-    finally:
-        admin = await asyncpg.connect(PG_ADMIN)
-        try:
-            for url in nodes.values():
-                await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-        finally:
-            await admin.close()
+@pytest.fixture
+def loaded(sample_nodes: dict[str, str]) -> dict[str, str]:
+    return sample_nodes
 
 
 async def test_nsbs_matched_2022_is_rebuilt_byte_for_byte(
