@@ -8,6 +8,7 @@ from otn_push.cli import (
     calendar_cmd,
     db_cmd,
     demo_cmd,
+    dlq_cmd,
     extract_cmd,
     list_cmd,
     load_cmd,
@@ -23,7 +24,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (nodes_cmd, db_cmd, load_cmd, extract_cmd, list_cmd, push_cmd, calendar_cmd, demo_cmd):
+for module in (nodes_cmd, db_cmd, load_cmd, extract_cmd, list_cmd, push_cmd, calendar_cmd, demo_cmd, dlq_cmd):
     module.register(app)
 
 
