@@ -85,6 +85,19 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
+    # operations: metrics/health port of each service = metrics_port + its offset (0 turns them off)
+    metrics_port: int = 9460
+    metrics_host: str = "127.0.0.1"
+    # RabbitMQ management HTTP API, e.g. http://guest:guest@127.0.0.1:15672 (else AMQP alone is read)
+    management_url: str | None = None
+    # `otn-push status` flags (exit code 1) beyond these
+    status_max_ready: int = 10_000
+    status_max_message_age: float = 3600.0
+    status_max_outbox_backlog: int = 100
+    status_max_outbox_age: float = 300.0
+    status_max_node_latency: float = 2.0
+    status_max_failed_jobs: int = 0
+
     @field_validator("nodes", mode="before")
     @classmethod
     def _nodes(cls, value: object) -> object:
@@ -127,7 +140,7 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value, so that tests and log filters can check none leaks."""
         found = [self.smtp_password.get_secret_value()] if self.smtp_password else []
-        for url in [*self.nodes.values(), self.amqp_url, self.database_url or ""]:
+        for url in [*self.nodes.values(), self.amqp_url, self.database_url or "", self.management_url or ""]:
             password = urlsplit(url).password
             if password:
                 found.append(password)

@@ -12,6 +12,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from services.extractor.handlers import BuildExtract, ExtractorPorts, failed, handle_extract_requested
 from shared.broker import make_broker, parse_or_reject, publish
 from shared.messages import EXTRACT_REQUESTED, ExtractRequested
+from shared.metrics import instrument
 from shared.redact import redact_text
 from shared.settings import Settings
 from shared.topology import declare_topology, subscriber
@@ -69,4 +70,6 @@ def build_app(
         await broker.connect()
         await declare_topology(broker, settings)
 
-    return FastStream(broker, logger=log, on_startup=[startup])
+    app = FastStream(broker, logger=log, on_startup=[startup])
+    instrument(app, broker, settings, "extractor")
+    return app

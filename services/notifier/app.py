@@ -30,6 +30,7 @@ from services.notifier.render import EmailTemplates
 from shared.broker import make_broker
 from shared.db import make_engine, make_sessionmaker
 from shared.messages import EXTRACT_FAILED, EXTRACT_UPLOADED, ExtractFailed, ExtractUploaded
+from shared.metrics import instrument
 from shared.migrations import upgrade_async
 from shared.outbox import OutboxRelay
 from shared.settings import Settings, SettingsError
@@ -98,4 +99,6 @@ def build_app(
         if engine is not None:
             await engine.dispose()
 
-    return FastStream(broker, logger=log, on_startup=[start], after_shutdown=[stop])
+    app = FastStream(broker, logger=log, on_startup=[start], after_shutdown=[stop])
+    instrument(app, broker, settings, "notifier")
+    return app

@@ -34,6 +34,7 @@ from shared.messages import (
     ProjectNotifyFailed,
     PushStart,
 )
+from shared.metrics import instrument
 from shared.migrations import upgrade_async
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
@@ -165,4 +166,5 @@ def build_app(
         after_shutdown=[stopped],
     )
     app.scheduler = service  # type: ignore[attr-defined]
+    instrument(app, broker, settings, "scheduler")
     return app

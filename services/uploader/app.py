@@ -17,6 +17,7 @@ from services.uploader.handlers import Retry, handle_extract_created
 from services.uploader.store import DocumentStore, FolderStore
 from shared.broker import make_broker, publish
 from shared.messages import EXTRACT_FAILED, EXTRACT_UPLOADED, ExtractCreated, ExtractUploaded
+from shared.metrics import instrument
 from shared.settings import Settings
 from shared.topology import declare_topology, subscriber
 
@@ -52,7 +53,9 @@ def build_app(
         await declare_topology(broker, settings)
         log.info("uploader ready: store %s", settings.store_dir)
 
-    return FastStream(broker, logger=log, on_startup=[start])
+    app = FastStream(broker, logger=log, on_startup=[start])
+    instrument(app, broker, settings, "uploader")
+    return app
 
 
 def _first_error(exc: ValidationError) -> str:
