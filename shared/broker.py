@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
 from aiormq.exceptions import PublishError as ReturnedError
 from faststream import FastStream
-from faststream.exceptions import RejectMessage
 from faststream.rabbit import Channel, RabbitBroker
 from pydantic import BaseModel, ValidationError
 
+from shared.final_delivery import Rejected, final_delivery
 from shared.logs import get_logger, setup_logging
 from shared.migrations import MigrationError
 from shared.redact import redact_text, redact_url
@@ -40,13 +40,16 @@ def make_broker(settings: Settings, **kwargs: Any) -> RabbitBroker:
     options: dict[str, Any] = {
         "default_channel": Channel(publisher_confirms=True, on_return_raises=True),
         "reconnect_interval": 2.0,
-        "graceful_timeout": 30.0,
+        # SIGTERM: the handler in hand may finish this long; after that its message is handed back
+        "graceful_timeout": settings.shutdown_grace,
+        "middlewares": [final_delivery(settings, lambda: broker)],
         "logger": get_logger("faststream"),
         "log_level": logging.INFO,
         "specification_url": redact_url(settings.amqp_url),
     }
     options.update(kwargs)
-    return RabbitBroker(settings.amqp_url, **options)
+    broker = RabbitBroker(settings.amqp_url, **options)
+    return broker
 
 
 def encode(message: BaseModel | dict[str, Any]) -> bytes:
@@ -95,6 +98,42 @@ async def publish(
     log.debug("published %s %s", routing_key, message_id)
 
 
+async def publish_raw(
+    broker: RabbitBroker,
+    settings: Settings,
+    raw: Any,
+    *,
+    routing_key: str,
+    headers: dict[str, Any],
+) -> None:
+    """Publish a received message's body and properties, with `headers`, to the dead-letter exchange.
+
+    Persistent, mandatory and confirmed like `publish`; raises PublishError otherwise.
+    """
+    from shared.topology import dead_letter_exchange
+
+    try:
+        confirm = await broker.publish(
+            raw.body,
+            exchange=dead_letter_exchange(settings),
+            routing_key=routing_key,
+            persist=True,
+            mandatory=True,
+            headers=headers,
+            message_id=raw.message_id,
+            correlation_id=raw.correlation_id,
+            content_type=raw.content_type or "application/json",
+            message_type=raw.type,
+            timeout=30.0,
+        )
+    except (ReturnedError, DeliveryError, TimeoutError, AMQPError, ChannelInvalidStateError, OSError) as exc:
+        raise PublishError(
+            f"{routing_key}: dead-letter publish failed: {type(exc).__name__}: {redact_text(str(exc))[:300]}"
+        ) from None
+    if confirm is None:
+        raise PublishError(f"{routing_key}: publisher confirms are off on this channel")
+
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -106,8 +145,7 @@ def parse_or_reject(model: type[M], body: Any, routing_key: str) -> M:
         errors = exc.errors()
         where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
         problem = errors[0]["msg"] if errors else str(exc)
-        log.error("%s message dead-lettered: %s: %s", routing_key, where or "body", problem)
-        raise RejectMessage() from None
+        raise Rejected(f"malformed {routing_key} message: {where or 'body'}: {problem}") from None
 
 
 def run_service(name: str, build: Callable[[Settings], FastStream]) -> int:

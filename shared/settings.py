@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     delivery_limit: int = 5
     retry_attempts: int = 4
     retry_base_delay: float = 1.0
+    # SIGTERM: how long a service lets the message in hand finish before handing it back and exiting
+    shutdown_grace: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = False
 

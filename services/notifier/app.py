@@ -11,7 +11,6 @@ import logging
 from typing import Any
 
 from faststream import FastStream
-from faststream.exceptions import RejectMessage
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from pydantic import ValidationError
@@ -29,6 +28,7 @@ from services.notifier.mailer import Mailer, make_mailer
 from services.notifier.render import EmailTemplates
 from shared.broker import make_broker
 from shared.db import make_engine, make_sessionmaker
+from shared.final_delivery import Rejected
 from shared.messages import EXTRACT_FAILED, EXTRACT_UPLOADED, ExtractFailed, ExtractUploaded
 from shared.metrics import instrument
 from shared.migrations import upgrade_async
@@ -80,8 +80,7 @@ def build_app(
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "message"
-            log.error("%s message rejected (dead-lettered): %s: %s", key, where, first["msg"])
-            raise RejectMessage() from None
+            raise Rejected(f"malformed {key} message: {where}: {first['msg']}") from None
 
     async def start() -> None:
         if engine is not None:  # our own database, not one a test injected

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from faststream import FastStream
-from faststream.exceptions import RejectMessage
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -21,6 +20,7 @@ from services.scheduler.lists import ListPort, NodeLists
 from shared.broker import make_broker, parse_or_reject, with_retries
 from shared.calendar import PushCalendar
 from shared.db import make_engine, make_sessionmaker
+from shared.final_delivery import Rejected
 from shared.messages import (
     EXTRACT_CREATED,
     EXTRACT_FAILED,
@@ -131,8 +131,7 @@ def build_app(
             notify_failed = parse_or_reject(ProjectNotifyFailed, body, key)
             call = lambda: handlers.on_project_notify_failed(notify_failed, ports)  # noqa: E731
         else:
-            log.error("unexpected routing key %r on the scheduler's event queue", key)
-            raise RejectMessage()
+            raise Rejected(f"unexpected routing key {key!r} on the scheduler's event queue")
         await retrying(call, key)
 
     async def startup() -> None:

@@ -9,13 +9,13 @@ import logging
 from typing import Any
 
 from faststream import FastStream
-from faststream.exceptions import RejectMessage
 from faststream.rabbit import RabbitBroker
 from pydantic import ValidationError
 
 from services.uploader.handlers import Retry, handle_extract_created
 from services.uploader.store import DocumentStore, FolderStore
 from shared.broker import make_broker, publish
+from shared.final_delivery import Rejected
 from shared.messages import EXTRACT_FAILED, EXTRACT_UPLOADED, ExtractCreated, ExtractUploaded
 from shared.metrics import instrument
 from shared.settings import Settings
@@ -39,8 +39,7 @@ def build_app(
         try:
             msg = ExtractCreated.model_validate(body)
         except ValidationError as exc:
-            log.error("extract.created message rejected (dead-lettered): %s", _first_error(exc))
-            raise RejectMessage() from None
+            raise Rejected(f"malformed extract.created message: {_first_error(exc)}") from None
         result = await handle_extract_created(msg, the_store, the_retry, settings.staging_dir)
         if isinstance(result, ExtractUploaded):
             key, message_id = EXTRACT_UPLOADED, f"{EXTRACT_UPLOADED}:{msg.push_date}:{msg.job_id}"
