@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.redact import redact_url
@@ -121,14 +121,13 @@ class Settings(BaseSettings):
 
     @field_validator("home_node")
     @classmethod
-    def _home_upper(cls, value: str) -> str:
-        return value.strip().upper()
-
-    @model_validator(mode="after")
-    def _home_is_a_node(self) -> Settings:
-        if self.home_node not in self.nodes:
-            raise ValueError(f"home node {self.home_node} is not one of the nodes ({', '.join(self.nodes)})")
-        return self
+    def _home_is_a_node(cls, value: str, info: ValidationInfo) -> str:
+        # a field validator (not a model one) so that the error names OTN_PUSH_HOME_NODE
+        home = value.strip().upper()
+        nodes = info.data.get("nodes")
+        if isinstance(nodes, dict) and home not in nodes:
+            raise ValueError(f"home node {home} is not one of the nodes ({', '.join(nodes)})")
+        return home
 
     @property
     def home_url(self) -> str:

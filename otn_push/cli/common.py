@@ -19,7 +19,8 @@ err_console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {escape(redact_text(message))}", highlight=False)
+    # soft_wrap: one line whatever the terminal width, so that logs and scripts see the whole error
+    err_console.print(f"[bold red]error:[/] {escape(redact_text(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

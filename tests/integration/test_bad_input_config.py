@@ -1,0 +1,51 @@
+"""A missing or malformed setting stops every service and the CLI at start with one line naming it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "s3cr3t-Pw-4711"
+PROGRAMS = {
+    "scheduler": [sys.executable, "-m", "services.scheduler"],
+    "extractor": [sys.executable, "-m", "services.extractor"],
+    "uploader": [sys.executable, "-m", "services.uploader"],
+    "notifier": [sys.executable, "-m", "services.notifier"],
+    "cli": [sys.executable, "-c", "from otn_push.cli import main; main()", "dlq", "list"],
+}
+# every program meets a plain malformed value and a malformed value holding a password
+CASES = {
+    "OTN_PUSH_PREFETCH": {"OTN_PUSH_PREFETCH": "lots"},
+    "OTN_PUSH_NODES": {"OTN_PUSH_NODES": f"OTN=mysql://otn:{SECRET}@db.example/otn"},
+}
+
+
+async def run(program: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *program, env=env, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize("setting", list(CASES))
+async def test_bad_setting_stops_each_program_with_one_line(setting: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTN_PUSH_")}
+    env.update(CASES[setting], PYTHONPATH=str(ROOT), COLUMNS="60")
+    # tmp_path as working directory: no .env is read, whatever the checkout holds
+    results = await asyncio.gather(*(run(p, env, tmp_path) for p in PROGRAMS.values()))
+    for name, (code, out, err) in zip(PROGRAMS, results, strict=True):
+        lines = err.strip().splitlines()
+        assert code == 2, f"{name}: exit {code}: {err}"
+        assert len(lines) == 1, f"{name}: expected one line, got {err!r}"
+        assert setting in lines[0], f"{name}: {lines[0]!r} does not name {setting}"
+        assert SECRET not in err + out, f"{name} printed the secret"
+        assert out == "", f"{name} printed to stdout: {out!r}"
