@@ -31,3 +31,24 @@ def register(app: typer.Typer) -> None:
             run(go())
         except NodeUnavailable as exc:
             fail(str(exc))
+
+    @nodes.command("check")
+    def check(
+        timeout: float = typer.Option(5.0, "--timeout", help="Seconds to wait for each node."),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        """Connect to every node database: reachable, latency, server version; exit 1 if any fails."""
+        import json
+        from dataclasses import asdict
+
+        from otn_push.cli.status_cmd import nodes_table
+        from otn_push.status.nodecheck import check_nodes, node_flags
+
+        cfg = settings()
+        checks = run(check_nodes(cfg.nodes, timeout))
+        if as_json:
+            typer.echo(json.dumps([asdict(c) for c in checks], indent=2))
+        else:
+            console.print(nodes_table(checks), highlight=False)
+        flags = node_flags(checks, cfg.status_max_node_latency)
+        raise typer.Exit(1 if any(not c.reachable for c in checks) or flags else 0)

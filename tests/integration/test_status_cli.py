@@ -1,0 +1,141 @@
+"""`otn-push status` and `otn-push nodes check` as processes, on a test's own exchange and database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import aio_pika
+import pytest
+from sqlalchemy import insert
+
+from shared.db import Job, PushRun, make_engine
+from shared.settings import Settings
+from shared.topology import dlq_name, dlx_name, queue_name
+from tests.integration.conftest import AMQP_URL, Rabbit
+from tests.integration.test_scheduler_cli import cli, environment
+
+pytestmark = pytest.mark.integration
+
+PUSH = dt.date(2025, 6, 12)
+
+
+async def seed_push(settings: Settings) -> None:
+    """A push in progress: one extract completed, one failed, one extracting."""
+    t0 = dt.datetime(2025, 6, 12, 8, 0, tzinfo=dt.UTC)
+    engine = make_engine(settings.own_database_url)
+    try:
+        async with engine.begin() as conn:
+            run_id = (
+                await conn.execute(
+                    insert(PushRun)
+                    .values(push_date=PUSH, state="running", started_at=t0)
+                    .returning(PushRun.id)
+                )
+            ).scalar_one()
+            common = {"run_id": run_id, "push_date": PUSH, "year": 2024, "created_at": t0}
+            for values in [
+                {
+                    **common,
+                    "code": "NSBS",
+                    "type": "t",
+                    "node": "OTN",
+                    "state": "completed",
+                    "rows": 1200,
+                    "files": [{"name": "a.zip", "size": 1000}, {"name": "a.parquet", "size": 500}],
+                    "completed_at": t0 + dt.timedelta(minutes=3),
+                },
+                {
+                    **common,
+                    "code": "HFX",
+                    "type": "q",
+                    "node": "OTN",
+                    "state": "failed",
+                    "reason": "node OTN database unreachable",
+                },
+                {**common, "code": "SERC1", "type": "u", "node": "ACT", "state": "extracting"},
+            ]:
+                await conn.execute(insert(Job).values(**values))
+    finally:
+        await engine.dispose()
+
+
+async def put_messages(settings: Settings) -> None:
+    """One request nobody consumes, and one dead letter."""
+    conn = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await conn.channel()
+        main = await channel.get_exchange(settings.exchange)
+        await main.publish(aio_pika.Message(b"{}"), routing_key="extract.requested")
+        dlx = await channel.get_exchange(dlx_name(settings))
+        await dlx.publish(aio_pika.Message(b"{}"), routing_key=queue_name(settings, "uploader.files"))
+    finally:
+        await conn.close()
+
+
+async def test_status_shows_queues_push_nodes_and_flags(
+    make_nodes: Any, make_settings: Any, rabbit: Rabbit
+) -> None:
+    nodes = await make_nodes("OTN", "ACT")
+    settings: Settings = make_settings(nodes=nodes)
+    await rabbit.connected(settings)
+    await seed_push(settings)
+    await put_messages(settings)
+    # a busy test machine must not make a node look slow
+    env = {**environment(settings), "OTN_PUSH_STATUS_MAX_NODE_LATENCY": "60"}
+
+    code, out, err = await cli(env, "status", "--json")
+    assert code == 1, err
+    doc = json.loads(out)
+    queues = {q["name"]: q for q in doc["queues"]}
+    jobs = queues[queue_name(settings, "extractor.jobs")]
+    assert (jobs["ready"], jobs["consumers"], jobs["source"]) == (1, 0, "amqp")
+    assert queues[dlq_name(settings, "uploader.files")]["ready"] == 1
+    push = doc["push"]
+    assert push["push_date"] == "2025-06-12" and push["state"] == "running"
+    assert push["by_state"]["completed"] == {"jobs": 1, "rows": 1200, "bytes": 1500}
+    assert push["by_state"]["extracting"]["jobs"] == 1 and push["by_state"]["listed"]["jobs"] == 0
+    assert push["since_cutoff"] > 0
+    assert [(f["extract"], f["reason"]) for f in push["failed"]] == [
+        ("HFX,2024,q", "node OTN database unreachable")
+    ]
+    assert push["slowest"][0]["extract"] == "SERC1,2024,u"  # still extracting: its time keeps growing
+    assert {n["node"]: n["reachable"] for n in doc["nodes"]} == {"OTN": True, "ACT": True}
+    assert all(n["version"] and n["latency"] is not None for n in doc["nodes"])
+    assert doc["outbox"] == {"pending": 0, "oldest_age": None}
+    assert sorted(doc["flags"]) == sorted(
+        [
+            f"queue {queue_name(settings, 'extractor.jobs')} has 1 message(s) and no consumer",
+            f"dead-letter queue {dlq_name(settings, 'uploader.files')} holds 1 message(s) "
+            "(see `otn-push dlq`)",
+            "push 2025-06-12: 1 failed extract(s)",
+        ]
+    )
+
+    # the screen names the same things
+    code, out, _ = await cli(env, "status", "--push-date", "2025-06-12")
+    assert code == 1
+    for text in ("push 2025-06-12", "HFX,2024,q: node OTN database unreachable", "FLAG", "node databases"):
+        assert text in out, out
+
+    # nothing flagged once the thresholds allow what is there and the queues are drained
+    await rabbit.close()
+    rabbit.settings = []
+    await rabbit.connected(settings)
+    code, out, _ = await cli({**env, "OTN_PUSH_STATUS_MAX_FAILED_JOBS": "1"}, "status")
+    assert code == 0, out
+    assert "nothing flagged" in out
+
+    # a node database that is down is flagged, and `nodes check` says so alone too
+    down = {**env, "OTN_PUSH_NODES": env["OTN_PUSH_NODES"] + ";FACT=postgresql://postgres@127.0.0.1:1/nope"}
+    code, out, _ = await cli({**down, "OTN_PUSH_STATUS_MAX_FAILED_JOBS": "1"}, "status", "--json")
+    assert code == 1
+    assert json.loads(out)["flags"] == [
+        "node FACT database unreachable (postgresql://postgres@127.0.0.1:1/nope): ConnectionRefusedError"
+    ]
+    code, out, _ = await cli(down, "nodes", "check", "--json")
+    assert code == 1
+    assert {c["node"]: c["reachable"] for c in json.loads(out)} == {"OTN": True, "ACT": True, "FACT": False}
+    code, out, _ = await cli(env, "nodes", "check")
+    assert code == 0 and "OTN" in out and "ACT" in out
