@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck clean
+.PHONY: demo test test-faults lint typecheck clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy shared services otn_push
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not faults"
+
+# issue 3's faults against the four services as processes (kill -9, SIGTERM, outages, duplicates)
+test-faults: $(STAMP)
+	$(BIN)/pytest -q -m faults tests/faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
