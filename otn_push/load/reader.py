@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import math
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -132,12 +133,57 @@ class ExtractFile:
     text: str
 
     def rows(self) -> Iterator[tuple[int, list[str]]]:
-        reader = csv.reader(io.StringIO(self.text, newline=""))
+        reader = _csv_reader(self.text)
         next(reader)
-        for number, row in enumerate(reader, start=1):
-            if not row:
-                continue
-            yield number, row
+        number = 0
+        try:
+            for number, row in enumerate(reader, start=1):
+                if not row:
+                    continue
+                yield number, row
+        except csv.Error as exc:
+            raise LoadError(self.name, _csv_problem(exc), number + 1) from None
+
+
+def _csv_reader(text: str) -> Iterator[list[str]]:
+    # strict: an unterminated quote is an error, not a field that swallows the rest of the file
+    return csv.reader(io.StringIO(text, newline=""), strict=True)
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    text = str(exc)
+    if "field larger than field limit" in text:
+        return f"a value longer than {csv.field_size_limit()} characters (a gigantic line?)"
+    if "unexpected end of data" in text:
+        return 'a quote (") opened here is never closed'
+    return f"not readable as CSV: {text}"
+
+
+def _line_of(raw: bytes, offset: int) -> int:
+    return raw.count(b"\n", 0, offset) + 1
+
+
+def _decode(name: str, raw: bytes) -> str:
+    """UTF-8 (with or without BOM), or UTF-16 when a BOM says so; anything else is refused, not guessed."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            text = raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise LoadError(name, f"not valid UTF-16 text (byte {exc.start})") from None
+    else:
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = _line_of(raw, exc.start)
+            raise LoadError(
+                name,
+                f"not UTF-8 text (line {line}, byte {exc.start}: {raw[exc.start : exc.start + 1]!r}); "
+                "save the file as UTF-8",
+            ) from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise LoadError(name, f"a NUL character on line {line}: binary data, not a CSV file")
+    return text
 
 
 def _read_text(path: Path) -> tuple[str, str]:
@@ -145,12 +191,10 @@ def _read_text(path: Path) -> tuple[str, str]:
     try:
         if path.suffix.lower() == ".zip":
             with zipfile.ZipFile(path) as zf:
-                csvs = [n for n in zf.namelist() if n.lower().endswith(".csv") and not n.endswith("/")]
-                others = [
-                    n
-                    for n in zf.namelist()
-                    if n not in csvs and not n.endswith("/") and Path(n).name != "data_description.txt"
-                ]
+                # macOS adds __MACOSX/ resource forks when zipping: never data, always safe to ignore
+                members = [n for n in zf.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/")]
+                csvs = [n for n in members if n.lower().endswith(".csv")]
+                others = [n for n in members if n not in csvs and Path(n).name != "data_description.txt"]
                 if len(csvs) != 1 or others:
                     raise LoadError(
                         name, f"a zip must hold exactly one CSV (found {len(csvs)} CSV, {others})"
@@ -161,16 +205,16 @@ def _read_text(path: Path) -> tuple[str, str]:
             raw = path.read_bytes()
     except (OSError, zipfile.BadZipFile) as exc:
         raise LoadError(path.name, f"cannot read: {exc}") from None
-    try:
-        return name, raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise LoadError(name, f"not UTF-8 text (byte {exc.start})") from None
+    return name, _decode(name, raw)
 
 
 def open_extract(path: Path) -> ExtractFile:
     """Open a file and tell its kind from the header; missing required columns are refused here."""
     name, text = _read_text(path)
-    first = next(csv.reader(io.StringIO(text, newline="")), None)
+    try:
+        first = next(_csv_reader(text), None)
+    except csv.Error as exc:
+        raise LoadError(name, f"header row: {_csv_problem(exc)}") from None
     if not first:
         raise LoadError(name, "empty file (no header row)")
     header = [h.strip() for h in first]
@@ -252,9 +296,12 @@ class RowReader:
         if value is None:
             return None
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             raise self.fail(field, f"{value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise self.fail(field, f"{value!r} is not a finite number")
+        return number
 
     def is_present(self, field: str) -> bool:
         return field in self.f.fields
