@@ -14,6 +14,7 @@ from otn_push.cli import (
     load_cmd,
     nodes_cmd,
     push_cmd,
+    report_cmd,
     status_cmd,
 )
 
@@ -28,6 +29,7 @@ app = typer.Typer(
 for module in (nodes_cmd, db_cmd, load_cmd, extract_cmd, list_cmd, push_cmd, calendar_cmd, demo_cmd, dlq_cmd):
     module.register(app)
 status_cmd.register(app)
+report_cmd.register(app)
 
 
 def main() -> None:
