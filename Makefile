@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-faults lint typecheck clean
+.PHONY: demo test test-faults lint typecheck clean bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,18 @@ test: $(STAMP)
 # issue 3's faults against the four services as processes (kill -9, SIGTERM, outages, duplicates)
 test-faults: $(STAMP)
 	$(BIN)/pytest -q -m faults tests/faults
+
+# the benchmark, not part of `make test`: `make bench SIZES=1000000,10000000 BENCH_ARGS="--push-extracts 0"`
+SIZES ?= 1000000
+BENCH_ARGS ?=
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench --sizes $(SIZES) $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -47,3 +47,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"  {project}: {rows:,} rows")
         for warning in result.warnings:
             console.print(f"  [yellow]warning:[/] {warning}", soft_wrap=True)
+        if result.timings:
+            console.print(
+                "  seconds: " + ", ".join(f"{phase} {secs:.3f}" for phase, secs in result.timings.items())
+            )

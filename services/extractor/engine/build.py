@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
 from pathlib import Path
@@ -115,6 +116,7 @@ async def build_extract(
     progress: Progress | None = None,
 ) -> ExtractResult:
     """Build `<code>_<type>_detections_<year>.zip` and `.parquet` in out_dir (see engine/__init__.py)."""
+    started = time.perf_counter()
     wanted_node, bare, t = _check_inputs(code, year, type_code, fmt)
     if wanted_node is not None and wanted_node not in nodes:
         raise ExtractInputError(f"node {wanted_node} of project {code!r} is not a configured node")
@@ -124,6 +126,7 @@ async def build_extract(
     out_dir.mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
     summary: dict[str, int] = {}
+    timings: dict[str, float] = {}
 
     async with AsyncExitStack() as stack:
         conns = await _open_all(nodes, stack, fmt)
@@ -151,13 +154,14 @@ async def build_extract(
             rows = await _stream_receiver(conns[home], spec, lay, csv_tmp, progress)
         if rows == 0:
             warnings.append(f"no detections for {year} (header-only file)")
+        timings["csv"] = time.perf_counter() - started
 
         zip_final, pq_final = out_dir / f"{basename}.zip", out_dir / f"{basename}.parquet"
         zip_tmp, pq_tmp = _tmp_path(out_dir, zip_final), _tmp_path(out_dir, pq_final)
         temps += [zip_tmp, pq_tmp]
         await asyncio.gather(
-            asyncio.to_thread(write_zip, csv_tmp, f"{basename}.csv", zip_tmp),
-            asyncio.to_thread(_parquet_checked, csv_tmp, lay, pq_tmp, rows),
+            asyncio.to_thread(_timed, timings, "zip", write_zip, csv_tmp, f"{basename}.csv", zip_tmp),
+            asyncio.to_thread(_timed, timings, "parquet", _parquet_checked, csv_tmp, lay, pq_tmp, rows),
         )
         zip_sha, pq_sha = await asyncio.gather(
             asyncio.to_thread(sha256_of, zip_tmp), asyncio.to_thread(sha256_of, pq_tmp)
@@ -170,6 +174,7 @@ async def build_extract(
         ]
     if progress is not None:
         progress(rows)
+    timings["total"] = time.perf_counter() - started
     return ExtractResult(
         code=bare,
         year=year,
@@ -181,7 +186,14 @@ async def build_extract(
         rows=rows,
         summary=summary,
         warnings=warnings,
+        timings=timings,
     )
+
+
+def _timed(timings: dict[str, float], phase: str, work: Callable[..., None], *args: object) -> None:
+    started = time.perf_counter()
+    work(*args)
+    timings[phase] = time.perf_counter() - started
 
 
 def _parquet_checked(csv_path: Path, lay: Layout, parquet_path: Path, rows: int) -> None:

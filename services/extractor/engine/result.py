@@ -31,3 +31,5 @@ class ExtractResult:
     rows: int
     summary: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # seconds per phase: csv (connect, plan and the streamed CSV), zip, parquet (in parallel), total
+    timings: dict[str, float] = field(default_factory=dict)

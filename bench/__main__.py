@@ -1,0 +1,248 @@
+"""`python -m bench` (`make bench SIZES=1000000,10000000`): the extract and push benchmarks, one report.
+
+Prints rich tables and writes `bench/results/bench-<UTC time>.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.extract_bench import ROOT, explain_extracts, new_workdir, run_size
+from shared.nodes import asyncpg_dsn
+from shared.settings import Settings
+
+console = Console(width=None if sys.stdout.isatty() else 150)
+RESULTS = ROOT / "bench" / "results"
+
+
+def _sizes(raw: str) -> list[int]:
+    try:
+        sizes = [int(s.replace("_", "")) for s in raw.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--sizes: expected numbers like 1000000,10000000, got {raw!r}"
+        ) from None
+    if not sizes or min(sizes) < 20_000:
+        raise argparse.ArgumentTypeError(f"--sizes: each size must be at least 20000, got {raw!r}")
+    return sorted(set(sizes))
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def extract_table(results: list[dict[str, Any]]) -> Table:
+    table = Table(title="largest extract: otn-push vs floor vs notebook")
+    for col in ("N", "extract", "method", "seconds", "rows/s", "peak RSS MB", "note"):
+        table.add_column(col, justify="right" if col in ("seconds", "rows/s", "peak RSS MB") else "left")
+    for res in results:
+        for i, m in enumerate(res["methods"]):
+            table.add_row(
+                f"{res['detections']:,}" if i == 0 else "",
+                f"{res['extract']} ({res['rows']:,} rows)" if i == 0 else "",
+                m["name"],
+                _fmt(m["seconds"], ".2f"),
+                _fmt(m["rows_per_s"], ",.0f"),
+                _fmt(m["peak_rss_mb"], ",.0f"),
+                m["note"],
+            )
+        r = res["ratios"]
+        table.add_row(
+            "",
+            "",
+            "[bold]ratios[/]",
+            "",
+            "",
+            "",
+            f"CSV/floor {_fmt(r['csv_over_floor'], '.2f')}x, "
+            f"CSV-zip+Parquet/floor {_fmt(r['total_over_floor'], '.2f')}x, "
+            f"notebook/otn-push {_fmt(r['notebook_over_otn_push'], '.1f')}x",
+            end_section=True,
+        )
+    return table
+
+
+def targets(
+    results: list[dict[str, Any]], explain: list[dict[str, Any]] | None, push: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    by_n = {r["detections"]: r for r in results}
+    largest = by_n[max(by_n)] if by_n else None
+    if largest:
+        r = largest["ratios"]
+        n = f"N={largest['detections']:,}"
+        found.append(
+            {
+                "target": "CSV within 1.5x floor",
+                "at": n,
+                "measured": r["csv_over_floor"],
+                "met": r["csv_over_floor"] is not None and r["csv_over_floor"] <= 1.5,
+            }
+        )
+        found.append(
+            {
+                "target": "CSV-zip + Parquet within 4x floor",
+                "at": n,
+                "measured": r["total_over_floor"],
+                "met": r["total_over_floor"] is not None and r["total_over_floor"] <= 4,
+            }
+        )
+        nb = largest["methods"][3]
+        found.append(
+            {
+                "target": ">=10x faster than the notebook",
+                "at": n,
+                "measured": r["notebook_over_otn_push"] if nb["seconds"] else nb["note"],
+                "met": nb["seconds"] is None or r["notebook_over_otn_push"] >= 10,
+            }
+        )
+        rss = largest["methods"][2]["peak_rss_mb"]
+        found.append({"target": "extractor peak RSS < 300 MB", "at": n, "measured": rss, "met": rss < 300})
+        if len(by_n) > 1:
+            small = by_n[min(by_n)]["methods"][2]["peak_rss_mb"]
+            found.append(
+                {
+                    "target": "peak RSS within 1.2x of the smallest N",
+                    "at": n,
+                    "measured": rss / small,
+                    "met": rss <= 1.2 * small,
+                }
+            )
+    if explain is not None:
+        bad = [
+            f"{e['extract']} {e['query']} on {e['node']}: {e['bad_seq_scans']}"
+            for e in explain
+            if e["bad_seq_scans"]
+        ]
+        found.append(
+            {
+                "target": "no seq scan of another detections table",
+                "at": f"{len(explain)} queries",
+                "measured": bad or "none",
+                "met": not bad,
+            }
+        )
+    if push is not None:
+        one = push["runs"][0]
+        found.append(
+            {
+                "target": "push overhead per extract < 50 ms median",
+                "at": f"{one['extracts']} extracts",
+                "measured": one["overhead_ms_median"],
+                "met": one["overhead_ms_median"] < 50,
+            }
+        )
+        if push.get("speedup") is not None:
+            found.append(
+                {
+                    "target": "2 extractors >= 1.6x one",
+                    "at": f"{one['extracts']} extracts",
+                    "measured": push["speedup"],
+                    "met": push["speedup"] >= 1.6,
+                }
+            )
+    return found
+
+
+def targets_table(found: list[dict[str, Any]]) -> Table:
+    table = Table(title="targets")
+    for col in ("target", "at", "measured", "met"):
+        table.add_column(col)
+    for t in found:
+        m = t["measured"]
+        shown = f"{m:.2f}" if isinstance(m, float) else str(m)
+        table.add_row(t["target"], t["at"], shown, "[green]yes[/]" if t["met"] else "[red]no[/]")
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--sizes", type=_sizes, default=[1_000_000], help="detections per network, e.g. 1000000,10000000"
+    )
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument(
+        "--notebook-mem-mb", type=int, default=6000, help="memory cap of the notebook process"
+    )
+    parser.add_argument(
+        "--push-extracts", type=int, default=300, help="extracts in the push benchmark (0: skip)"
+    )
+    parser.add_argument("--no-extract", action="store_true", help="only the push benchmark")
+    parser.add_argument("--no-explain", action="store_true")
+    args = parser.parse_args(argv)
+
+    base = Settings()
+    server = asyncpg_dsn(next(iter(base.nodes.values()))).rsplit("/", 1)[0]
+    work = new_workdir()
+    started = dt.datetime.now(dt.UTC)
+    doc: dict[str, Any] = {
+        "started": started.isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        },
+        "note": "shared machine: other processes were running; figures are indicative",
+        "extract": [],
+    }
+
+    def say(text: str) -> None:
+        console.print(text, highlight=False)
+
+    try:
+        if not args.no_extract:
+            for n in args.sizes:
+                doc["extract"].append(
+                    run_size(n, args.seed, args.nodes, server, args.notebook_mem_mb, say, work)
+                )
+            console.print(extract_table(doc["extract"]))
+            if not args.no_explain:
+                doc["explain"] = explain_extracts(max(args.sizes), args.seed, args.nodes, server, work)
+        if args.push_extracts:
+            from bench.push_bench import run_push_bench
+
+            doc["push"] = run_push_bench(base, args.push_extracts, args.seed, work, say)
+            console.print(push_table(doc["push"]))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    doc["targets"] = targets(doc["extract"], doc.get("explain"), doc.get("push"))
+    console.print(targets_table(doc["targets"]))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"bench-{started:%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(doc, indent=1, default=str))
+    console.print(f"results: {path}", highlight=False)
+    return 0
+
+
+def push_table(push: dict[str, Any]) -> Table:
+    table = Table(title=f"push of {push['runs'][0]['extracts']} extracts through the four services")
+    for col in ("extractors", "total s", "sum of builds s", "overhead/extract median ms", "p90 ms", "note"):
+        table.add_column(col, justify="left" if col == "note" else "right")
+    for run in push["runs"]:
+        table.add_row(
+            str(run["extractors"]),
+            f"{run['total_seconds']:.1f}",
+            f"{run['build_seconds']:.1f}",
+            f"{run['overhead_ms_median']:.0f}",
+            f"{run['overhead_ms_p90']:.0f}",
+            run.get("note", ""),
+        )
+    if push.get("speedup") is not None:
+        table.add_row("", "", "", "", "", f"speed-up of the second extractor: {push['speedup']:.2f}x")
+    return table
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""The push benchmark: one push of many small and medium extracts through the four services as processes,
+with one and then with two extractor processes.
+
+Per extract, from the job row (scheduler clock) and the extractor's log lines (`Received`, `… built`,
+`Processed`, millisecond timestamps):
+- build: `built` − `Received` in the extractor (the engine's work, plus a few ms of handler);
+- overhead: everything else the extract costs that is not its build nor waiting for a busy extractor:
+  dispatch (extractor free or job created, whichever is later → `Received`), announce (`built` →
+  `Processed`), upload (`Processed` → `uploaded_at`), notify and completion (the last upload of the
+  extract's project → `completed_at`: the email waits for every extract of the project by design).
+Total: push start command → the last job completed. Speed-up: total with one extractor / with two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from sqlalchemy import select
+
+from bench.seed import PUSH_DATE, bench_nodes, ensure_seeded
+from otn_push.demo.run import (
+    DemoPaths,
+    Service,
+    check_alive,
+    consumers,
+    delete_demo_queues,
+    demo_environment,
+    demo_settings,
+    start_push,
+    start_services,
+    stop_services,
+    wait_consuming,
+)
+from shared.db import COMPLETED, FAILED, Job, make_engine, make_sessionmaker
+from shared.migrations import upgrade_async
+from shared.nodes import asyncpg_dsn
+from shared.nodeschema import L
+from shared.settings import Settings
+from shared.topology import queue_name
+
+ROOT = Path(__file__).resolve().parent.parent
+PUSH_DETECTIONS = 150_000
+PUSH_YEARS = 8
+LINE = re.compile(r"^(\S+Z) \S+\s+(\S+): (.*)$")
+RECEIVED = re.compile(r"^Received .*message_id=extract\.requested:[\d-]+:([^:]+):(\d+):(\w):")
+PROCESSED = re.compile(r"^Processed .*message_id=extract\.requested:[\d-]+:([^:]+):(\d+):(\w):")
+BUILT = re.compile(r"^([^,\s]+),(\d+),(\w) built: ")
+
+
+def _ts(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+
+
+def extractor_events(log: Path) -> dict[str, dict[str, dt.datetime]]:
+    """Per `CODE,YEAR,TYPE`: the received, built and processed times of its (last) build in this log."""
+    found: dict[str, dict[str, dt.datetime]] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        m = LINE.match(line)
+        if not m:
+            continue
+        when, message = _ts(m.group(1)), m.group(3)
+        for kind, pattern in (("received", RECEIVED), ("processed", PROCESSED), ("built", BUILT)):
+            hit = pattern.match(message)
+            if hit:
+                found.setdefault(",".join(hit.groups()), {})[kind] = when
+    return found
+
+
+async def prepare_list(nodes: dict[str, str], extracts: int) -> int:
+    """Fresh own tables; the first `extracts` list rows of the push date open, the later ones completed."""
+    home = next(iter(nodes.values()))
+    conn = await asyncpg.connect(asyncpg_dsn(home))
+    try:
+        await conn.execute("DROP SCHEMA IF EXISTS otn_push CASCADE")
+        ids = await conn.fetch(
+            f"SELECT {L.id} FROM {L.table} WHERE {L.push_date} = $1 ORDER BY {L.id}", PUSH_DATE
+        )
+        keep = [r[0] for r in ids[:extracts]]
+        await conn.execute(
+            f"UPDATE {L.table} SET {L.completed} = NOT ({L.id} = ANY($2)), "
+            f"{L.completed_at} = CASE WHEN {L.id} = ANY($2) THEN NULL ELSE now() END "
+            f"WHERE {L.push_date} = $1",
+            PUSH_DATE,
+            keep,
+        )
+    finally:
+        await conn.close()
+    return len(keep)
+
+
+def _extra_extractor(env: dict[str, str], paths: DemoPaths, n: int) -> Service:
+    log = paths.logs / f"extractor-{n}.log"
+    handle = log.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.extractor"],
+        cwd=ROOT,
+        env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return Service("extractor", process, log, handle)
+
+
+async def _wait_extractors(settings: Settings, services: list[Service], count: int) -> None:
+    deadline = time.monotonic() + 90
+    while await consumers(settings, queue_name(settings, "extractor.jobs")) < count:
+        check_alive(services)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"fewer than {count} extractors consuming after 90s")
+        await asyncio.sleep(0.3)
+
+
+async def _wait_done(settings: Settings, expected: int, services: list[Service], limit: float) -> list[Job]:
+    engine = make_engine(settings.own_database_url)
+    sessions = make_sessionmaker(engine)
+    deadline = time.monotonic() + limit
+    try:
+        while True:
+            check_alive(services)
+            async with sessions() as session:
+                jobs = list((await session.execute(select(Job).where(Job.push_date == PUSH_DATE))).scalars())
+            done = [j for j in jobs if j.state in (COMPLETED, FAILED)]
+            if len(jobs) >= expected and len(done) == len(jobs):
+                return jobs
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"push not done after {limit:.0f}s: {len(done)}/{expected} jobs finished")
+            await asyncio.sleep(0.2)
+    finally:
+        await engine.dispose()
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
+
+
+def analyse(jobs: list[Job], logs: list[Path], started: dt.datetime, extractors: int) -> dict[str, Any]:
+    events: dict[str, dict[str, dt.datetime]] = {}
+    free_since: dict[str, dt.datetime] = {}  # extract -> when its extractor finished the previous message
+    for log in logs:
+        found = extractor_events(log)
+        ordered = sorted((e for e in found.items() if "received" in e[1]), key=lambda e: e[1]["received"])
+        previous: dt.datetime | None = None
+        for label, ev in ordered:
+            if previous is not None:
+                free_since[label] = previous
+            previous = ev.get("processed", previous)
+        events.update(found)
+    last_upload: dict[str, dt.datetime] = {}
+    for j in jobs:
+        if j.uploaded_at is not None:
+            last_upload[j.code] = max(last_upload.get(j.code, j.uploaded_at), j.uploaded_at)
+    builds: list[float] = []
+    overheads: list[float] = []
+    stages: dict[str, list[float]] = {"dispatch": [], "announce": [], "upload": [], "notify": []}
+    failed = [f"{j.code},{j.year},{j.type}: {j.reason}" for j in jobs if j.state != COMPLETED]
+    for j in jobs:
+        ev = events.get(f"{j.code},{j.year},{j.type}", {})
+        if j.state != COMPLETED or not {"received", "built", "processed"} <= ev.keys():
+            continue
+        assert j.uploaded_at is not None and j.completed_at is not None
+        ready = max(j.created_at, free_since.get(f"{j.code},{j.year},{j.type}", j.created_at))
+        parts = {
+            "dispatch": (ev["received"] - ready).total_seconds(),
+            "announce": (ev["processed"] - ev["built"]).total_seconds(),
+            "upload": (j.uploaded_at - ev["processed"]).total_seconds(),
+            "notify": (j.completed_at - last_upload[j.code]).total_seconds(),
+        }
+        for k, v in parts.items():
+            stages[k].append(max(v, 0.0))
+        builds.append((ev["built"] - ev["received"]).total_seconds())
+        overheads.append(sum(max(v, 0.0) for v in parts.values()))
+    finished = max(j.completed_at or j.updated_at for j in jobs)
+    return {
+        "extractors": extractors,
+        "extracts": len(jobs),
+        "measured": len(builds),
+        "failed": failed,
+        "rows": sum(j.rows or 0 for j in jobs),
+        "total_seconds": (finished - started).total_seconds(),
+        "build_seconds": sum(builds),
+        "build_ms_median": statistics.median(builds) * 1000 if builds else None,
+        "overhead_ms_median": statistics.median(overheads) * 1000 if overheads else float("nan"),
+        "overhead_ms_p90": _pct(overheads, 0.9) * 1000 if overheads else float("nan"),
+        "stages_ms_median": {k: statistics.median(v) * 1000 for k, v in stages.items() if v},
+        "note": f"{len(failed)} failed" if failed else "",
+    }
+
+
+def run_push(
+    base: Settings, nodes: dict[str, str], extracts: int, extractors: int, work: Path, limit: float
+) -> dict[str, Any]:
+    expected = asyncio.run(prepare_list(nodes, extracts))
+    paths = DemoPaths(work / f"push-{extractors}")
+    paths.fresh()
+    bench_base = base.model_copy(
+        update={"nodes": nodes, "home_node": next(iter(nodes)), "database_url": None}
+    )
+    env = demo_environment(bench_base, paths, PUSH_DATE, f"otn.push.bench.{uuid.uuid4().hex[:8]}")
+    env["OTN_PUSH_LOG_LEVEL"] = "INFO"
+    settings = demo_settings(env)
+    asyncio.run(upgrade_async(settings.own_database_url))
+    services = start_services(env, paths, ROOT)
+    try:
+        services += [_extra_extractor(env, paths, n) for n in range(2, extractors + 1)]
+        asyncio.run(wait_consuming(settings, services))
+        asyncio.run(_wait_extractors(settings, services, extractors))
+        started = dt.datetime.now(dt.UTC)
+        asyncio.run(start_push(settings, PUSH_DATE))
+        jobs = asyncio.run(_wait_done(settings, expected, services, limit))
+    finally:
+        stop_services(services)
+        asyncio.run(delete_demo_queues(settings))
+    logs = [s.log for s in services if s.name == "extractor"]
+    return analyse(jobs, logs, started, extractors)
+
+
+def run_push_bench(
+    base: Settings, extracts: int, seed: int, work: Path, say: Callable[[str], None], limit: float = 1800
+) -> dict[str, Any]:
+    server = asyncpg_dsn(next(iter(base.nodes.values()))).rsplit("/", 1)[0]
+    nodes = bench_nodes(server, PUSH_DETECTIONS, seed, 3, tag=f"push{PUSH_YEARS}y")
+    asyncio.run(ensure_seeded(nodes, PUSH_DETECTIONS, seed, say, years=PUSH_YEARS))
+    listed = asyncio.run(_listed(nodes))
+    if listed < extracts:
+        say(f"the push network lists {listed} extracts, fewer than {extracts}: pushing all {listed}")
+    runs = []
+    for k in (1, 2):
+        say(f"push of {min(listed, extracts)} extracts with {k} extractor process{'es' if k > 1 else ''}")
+        runs.append(run_push(base, nodes, extracts, k, work, limit))
+    speedup = runs[0]["total_seconds"] / runs[1]["total_seconds"] if runs[1]["total_seconds"] else None
+    return {"detections": PUSH_DETECTIONS, "years": PUSH_YEARS, "runs": runs, "speedup": speedup}
+
+
+async def _listed(nodes: dict[str, str]) -> int:
+    conn = await asyncpg.connect(asyncpg_dsn(next(iter(nodes.values()))))
+    try:
+        n: int = await conn.fetchval(f"SELECT count(*) FROM {L.table} WHERE {L.push_date} = $1", PUSH_DATE)
+        return n
+    finally:
+        await conn.close()
