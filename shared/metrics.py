@@ -110,6 +110,7 @@ class DomainMetrics:
         elif routing_key == PROJECT_NOTIFIED:
             self.projects.labels("notified").inc()
             if isinstance(payload, dict):
+                self.extracts.labels("notified").inc(len(payload.get("job_ids") or []))
                 self.emails.inc(len(payload.get("recipients") or []))
         elif routing_key == PROJECT_NOTIFY_FAILED:
             self.projects.labels("notify_failed").inc()
