@@ -102,6 +102,13 @@ async def test_node_down_fails_its_jobs_naming_it_and_a_rerun_does_only_those(
         # the node is back: the same push again builds only what failed
         await proxy.up()
         await system.push(labels)
+
+        async def restarted() -> bool:
+            # the run may look finished until the scheduler takes the new start: wait for the retries
+            retried = {f["id"] for f in failed}
+            return all(j["attempts"] == 2 for j in await system.jobs() if j["id"] in retried)
+
+        await eventually(restarted, "the failed jobs to be requested again", within=60)
         jobs = await system.finished(len(labels))
         assert {j["state"] for j in jobs} == {"completed"}, [(j["code"], j["reason"]) for j in jobs]
         built = system.log_text("extractor")
