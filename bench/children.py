@@ -32,6 +32,7 @@ from services.extractor.engine.build import (
     _fill_temp,
     _find_project,
     _load_animals,
+    _make_temps,
     _matched_plan,
     _open_all,
     _receiver_plan,
@@ -60,6 +61,7 @@ async def make_plan(
         contributing = await _matched_plan(conns, spec, summary, warnings)
         animals = await _load_animals(conns, {home: {bare}})
         for name in contributing:
+            await _make_temps(conns[name])
             await _fill_temp(conns[name], "x_animals", animals, ["catalog", "sci", "common"])
         keyed = len(contributing) > 1
         queries = [

@@ -29,6 +29,8 @@ from shared.formats import (
 from shared.nodes import NodeUnavailable, connect
 
 Progress = Callable[[int], None]
+# a lookup this small joins well without statistics; ANALYZE would cost a small extract ~10 ms per table
+ANALYZE_ABOVE = 1000
 
 
 def _check_inputs(code: str, year: int, type_code: str, fmt: str) -> tuple[str | None, str, str]:
@@ -47,17 +49,35 @@ def _check_inputs(code: str, year: int, type_code: str, fmt: str) -> tuple[str |
 
 
 async def _open_all(nodes: dict[str, str], stack: AsyncExitStack, fmt: str) -> dict[str, asyncpg.Connection]:
-    conns: dict[str, asyncpg.Connection] = {}
-    for name, url in nodes.items():
+    """Connect to every node at once; closed together on exit. Raises for the first failing node in order.
+
+    Connecting and closing are most of a small extract's time, so all nodes at once; the lookup temp
+    tables are made only on the nodes whose extract query runs (`_make_temps`): making them, and
+    dropping them when the connection closes, costs more than a small extract's query.
+    """
+
+    async def open_one(name: str, url: str) -> asyncpg.Connection:
         conn = await connect(name, url)
-        stack.push_async_callback(conn.close)
-        conns[name] = conn
         try:
             await conn.execute(q.SESSION_SETUP[fmt])
-            await conn.execute(q.TEMP_TABLES)
-        except (OSError, asyncpg.PostgresConnectionError) as exc:
-            raise NodeUnavailable(name, url, exc) from None
+        except BaseException as exc:
+            conn.terminate()
+            if isinstance(exc, OSError | asyncpg.PostgresConnectionError):
+                raise NodeUnavailable(name, url, exc) from None
+            raise
+        return conn
+
+    opened = await asyncio.gather(*(open_one(n, u) for n, u in nodes.items()), return_exceptions=True)
+    conns = {name: c for name, c in zip(nodes, opened, strict=True) if not isinstance(c, BaseException)}
+    stack.push_async_callback(_close_all, list(conns.values()))
+    for outcome in opened:
+        if isinstance(outcome, BaseException):
+            raise outcome
     return conns
+
+
+async def _close_all(conns: list[asyncpg.Connection]) -> None:
+    await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
 
 
 async def _find_project(conns: dict[str, asyncpg.Connection], bare: str, wanted_node: str | None) -> str:
@@ -93,10 +113,15 @@ async def _load_animals(conns: dict[str, asyncpg.Connection], owners: dict[str, 
     return rows
 
 
+async def _make_temps(conn: asyncpg.Connection) -> None:
+    await conn.execute(q.TEMP_TABLES)
+
+
 async def _fill_temp(conn: asyncpg.Connection, table: str, records: list[tuple], columns: list[str]) -> None:
     if records:
         await conn.copy_records_to_table(table, records=records, columns=columns, schema_name="pg_temp")
-        await conn.execute(f"ANALYZE pg_temp.{table}")
+        if len(records) > ANALYZE_ABOVE:
+            await conn.execute(f"ANALYZE pg_temp.{table}")
 
 
 def _tmp_path(out_dir: Path, final: Path) -> Path:
@@ -147,6 +172,7 @@ async def build_extract(
             contributing = await _matched_plan(conns, spec, summary, warnings)
             animals = await _load_animals(conns, {home: {bare}})
             for name in contributing:
+                await _make_temps(conns[name])
                 await _fill_temp(conns[name], "x_animals", animals, ["catalog", "sci", "common"])
             rows = await _stream_matched(conns, spec, lay, contributing, csv_tmp, out_dir, temps, progress)
         else:
@@ -207,10 +233,12 @@ async def _matched_plan(
 ) -> list[str]:
     """Count rows per node and receiver project; return the nodes that contribute rows, in node order."""
     contributing: list[str] = []
-    for name, conn in conns.items():
+    stats_sql = q.matched_stats_query(spec)
+    per_node = await asyncio.gather(*(conn.fetch(stats_sql) for conn in conns.values()))  # nodes at once
+    for (name, conn), stats in zip(conns.items(), per_node, strict=True):
         n_node = 0
         unplaced = 0
-        for r in await conn.fetch(q.matched_stats_query(spec)):
+        for r in stats:
             summary[r["label"]] = summary.get(r["label"], 0) + r["n"]
             n_node += r["n"]
             unplaced += r["unplaced"]
@@ -291,8 +319,9 @@ async def _receiver_plan(
     found: dict[str, tuple] = {}
     owners: dict[str, set[str]] = {}
     if trackers:
-        for name, conn in conns.items():
-            for r in await conn.fetch(q.TRACKERS_QUERY, trackers):
+        per_node = await asyncio.gather(*(conn.fetch(q.TRACKERS_QUERY, trackers) for conn in conns.values()))
+        for name, rows in zip(conns, per_node, strict=True):
+            for r in rows:
                 if r["node"] == name or r["code"] not in found:
                     found[r["code"]] = (r["node"], r["shares"], r["poc"], r["pi"], name)
         for code, (_node, _shares, _poc, _pi, held_in) in found.items():
@@ -313,6 +342,7 @@ async def _receiver_plan(
     if missing and spec.type_code != "u":
         warnings.append(f"tag projects not found in any node: {', '.join(missing)}")
     tracker_rows = [(c, label[c], v[1], v[2], v[3]) for c, v in sorted(found.items())]
+    await _make_temps(home)
     await _fill_temp(home, "x_trackers", tracker_rows, ["code", "label", "shares", "poc", "pi"])
     animals = await _load_animals(conns, owners)
     await _fill_temp(home, "x_animals", animals, ["catalog", "sci", "common"])
