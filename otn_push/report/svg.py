@@ -222,6 +222,8 @@ def _after(t: dt.datetime, cutoff: dt.datetime, origin: dt.datetime) -> str:
 def _since(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f}s"
+    if seconds < 600:
+        return f"{seconds / 60:.1f}m"
     if seconds < 5400:
         return f"{seconds / 60:.0f}m"
     if seconds < 2 * 86400:
