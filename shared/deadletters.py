@@ -23,15 +23,17 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiormq.exceptions import AMQPError, DeliveryError, PublishError
 
+from shared.final_delivery import ERROR_HEADER, QUEUE_HEADER, ROUTING_KEY_HEADER
 from shared.redact import redact_text
 from shared.settings import Settings
 from shared.topology import QUEUES, WATCH_ROLES, dlq_name, queue_name
 
-# A handler may record why it gave up on a message in this header (first one found wins).
-REASON_HEADERS = ("x-otn-error", "x-otn-reason")
 REPLAYED_HEADER = "x-otn-replayed"
-# Headers RabbitMQ adds on dead-lettering or redelivery: a replayed message starts afresh.
+# Headers RabbitMQ (and shared/final_delivery.py) add on dead-lettering: a replayed message starts afresh.
 _DEATH_HEADERS = (
+    ERROR_HEADER,
+    QUEUE_HEADER,
+    ROUTING_KEY_HEADER,
     "x-death",
     "x-delivery-count",
     "x-first-death-exchange",
@@ -119,7 +121,8 @@ def business_key(body: bytes) -> str:
 def original_routing_key(role: str, message: AbstractIncomingMessage) -> str | None:
     """The routing key the message was first published with, if it is one the role's queue is bound to."""
     headers = message.headers or {}
-    candidates: list[str] = []
+    recorded = headers.get(ROUTING_KEY_HEADER)
+    candidates: list[str] = [_text(recorded)] if recorded else []
     for death in reversed(_deaths(headers)):  # x-death is newest first
         keys = death.get("routing-keys")
         if isinstance(keys, list):
@@ -132,15 +135,19 @@ def original_routing_key(role: str, message: AbstractIncomingMessage) -> str | N
 def describe(role: str, message: AbstractIncomingMessage) -> DeadLetter:
     headers = message.headers or {}
     deaths = _deaths(headers)
-    reason = next((_text(headers[h]) for h in REASON_HEADERS if headers.get(h)), "")
+    recorded = headers.get(ERROR_HEADER)
+    # the handler's own reason (final_delivery.py) when recorded, else RabbitMQ's (`delivery_limit`, ...)
+    reason = _text(recorded) if recorded else ""
     if not reason:
         first = headers.get("x-first-death-reason")
         reason = _text(first) if first else (_text(deaths[-1].get("reason", "")) if deaths else "")
     times = [d["time"] for d in deaths if isinstance(d.get("time"), dt.datetime)]
+    if not times and recorded and message.timestamp:
+        times = [message.timestamp]  # final_delivery's DLQ copy is stamped when it is published
     first_death = min(times) if times else None
     if first_death is not None and first_death.tzinfo is None:
         first_death = first_death.replace(tzinfo=dt.UTC)
-    count = sum(int(d.get("count", 1)) for d in deaths)
+    count = max(sum(int(d.get("count", 1)) for d in deaths), 1 if recorded else 0)
     return DeadLetter(
         queue=role,
         id=message_id(message),

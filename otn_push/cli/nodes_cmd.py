@@ -32,6 +32,19 @@ def register(app: typer.Typer) -> None:
         except NodeUnavailable as exc:
             fail(str(exc))
 
+    @nodes.command("grants")
+    def grants(
+        role: str = typer.Option(..., "--role", help="The PostgreSQL account the services use."),
+    ) -> None:
+        """Print the GRANT statements (a psql script) that give ROLE exactly what the services need."""
+        from shared.grants import GrantError, grant_script
+
+        cfg = settings()
+        try:
+            typer.echo(grant_script(cfg, role), nl=False)
+        except GrantError as exc:
+            fail(str(exc), 2)
+
     @nodes.command("check")
     def check(
         timeout: float = typer.Option(5.0, "--timeout", help="Seconds to wait for each node."),

@@ -58,7 +58,13 @@ async def upgrade_async(url: str, revision: str = "head") -> None:
     try:
         async with engine.begin() as conn:
             await conn.execute(text(f"SELECT pg_advisory_xact_lock({LOCK})"))
-            await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {OWN_SCHEMA}"))
+            # only when missing: IF NOT EXISTS still needs CREATE on the database, which a least-privilege
+            # account (README "Database accounts") lacks once its schema was made for it
+            found = await conn.scalar(
+                text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": OWN_SCHEMA}
+            )
+            if not found:
+                await conn.execute(text(f"CREATE SCHEMA {OWN_SCHEMA}"))
             await conn.run_sync(_upgrade_sync, revision)
     except Exception as exc:
         detail = redact_text(str(exc).splitlines()[0] if str(exc) else "")

@@ -4,17 +4,19 @@ with their original routing key only after a confirm, and kept when the replay c
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 
 import aio_pika
 import pytest
 
 from shared.broker import encode
-from shared.deadletters import list_dead_letters
+from shared.deadletters import list_dead_letters, replay_dead_letters
+from shared.final_delivery import ERROR_HEADER, QUEUE_HEADER, ROUTING_KEY_HEADER
 from shared.messages import EXTRACT_REQUESTED, EXTRACT_UPLOADED, ExtractKey, ExtractRequested
 from shared.settings import Settings
-from shared.topology import dlq_name, queue_name
-from tests.integration.conftest import AMQP_URL, Rabbit, eventually, message_count
+from shared.topology import dlq_name, dlx_name, queue_name
+from tests.integration.conftest import AMQP_URL, Rabbit, eventually, get_one, message_count
 from tests.integration.test_scheduler_cli import cli, environment
 
 pytestmark = pytest.mark.integration
@@ -153,3 +155,43 @@ async def test_replay_that_cannot_be_delivered_keeps_the_dead_letter(make_settin
     rows = await list_dead_letters(settings)
     assert sorted(r.queue for r in rows) == ["notifier.uploads", "scheduler.events"]
     assert all(r.business_key == "2025-09-01 project NSBS" for r in rows)
+
+
+async def test_a_recorded_reason_and_routing_key_are_shown_and_used(make_settings, rabbit: Rabbit) -> None:
+    """A dead letter as shared/final_delivery.py makes it: no x-death, the handler's reason in headers."""
+    settings = make_settings()
+    await rabbit.connected(settings)
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        dlx = await channel.get_exchange(dlx_name(settings))
+        copy = aio_pika.Message(
+            encode(job("HFX", 7)),
+            message_id="job-hfx",
+            headers={
+                ERROR_HEADER: "ExtractInputError: project HFX is on no node (after 3 deliveries)",
+                ROUTING_KEY_HEADER: EXTRACT_REQUESTED,
+                QUEUE_HEADER: queue_name(settings, "extractor.jobs"),
+            },
+            timestamp=dt.datetime(2025, 9, 10, 12, 0, tzinfo=dt.UTC),
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await dlx.publish(copy, routing_key=queue_name(settings, "extractor.jobs"), mandatory=True)
+    finally:
+        await connection.close()
+
+    [letter] = await list_dead_letters(settings)
+    assert letter.reason == "ExtractInputError: project HFX is on no node (after 3 deliveries)"
+    assert (letter.routing_key, letter.deaths, letter.business_key) == (
+        EXTRACT_REQUESTED,
+        1,
+        "2025-09-01 HFX,2022,t",
+    )
+    assert letter.first_death == dt.datetime(2025, 9, 10, 12, 0, tzinfo=dt.UTC)
+
+    result = await replay_dead_letters(settings, ids={"job-hfx"})
+    assert [r.id for r in result.replayed] == ["job-hfx"] and result.failed == []
+    back = await get_one(queue_name(settings, "extractor.jobs"))
+    assert back.routing_key == EXTRACT_REQUESTED and back.body == encode(job("HFX", 7))
+    assert not {ERROR_HEADER, ROUTING_KEY_HEADER, QUEUE_HEADER} & set(back.headers or {})
+    assert await message_count(dlq_name(settings, "extractor.jobs")) == 0
