@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
-from otn_push.cli.common import console, fail, run, settings
+from otn_push.cli.common import console, err_console, fail, run, settings
 from otn_push.load import LoadError, parse_file
 from otn_push.load.writer import write_collected
 from shared.nodes import NodeUnavailable
@@ -24,7 +25,8 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Load OTN detection extracts (matched or qualified) into the node databases; loading twice
-        changes nothing, a bad file is refused whole."""
+        changes nothing. A bad file is refused whole (nothing of it is written), the others still load;
+        the exit code is 1 when any file was refused."""
         cfg = settings()
         for f in files:
             if not f.is_file():
@@ -34,6 +36,7 @@ def register(app: typer.Typer) -> None:
             console=console, transient=True,
         ) as bar:  # fmt: skip
             parsed = []
+            refused: list[str] = []
             for f in files:
                 task = bar.add_task(f"reading {f.name}", total=None)
 
@@ -43,7 +46,8 @@ def register(app: typer.Typer) -> None:
                 try:
                     parsed.append(parse_file(f, cfg.nodes, node, rows_read))
                 except LoadError as exc:
-                    fail(f"{exc} (nothing loaded)")
+                    refused.append(str(exc))
+                    err_console.print(escape(f"refused {exc} (nothing of it loaded)"), soft_wrap=True)
                 bar.remove_task(task)
 
             async def write_all() -> None:
@@ -68,3 +72,5 @@ def register(app: typer.Typer) -> None:
                 run(write_all())
             except NodeUnavailable as exc:
                 fail(str(exc))
+        if refused:
+            fail(f"{len(refused)} of {len(files)} file(s) refused: {'; '.join(refused)}")
