@@ -75,8 +75,9 @@ def parse_extract(text: str, *, max_year: int | None = None) -> ParsedExtract:
         notes.append(f"code {code!r} upper-cased")
         code = code.upper()
     prefix: str | None = None
-    if code.count(".") == 1 and CODE_RE.fullmatch(code.replace(".", "")):
-        prefix, _, code = code.partition(".")
+    head, dot, tail = code.partition(".")
+    if dot and CODE_RE.fullmatch(head) and CODE_RE.fullmatch(tail):  # both parts non-empty: unambiguous
+        prefix, code = head, tail
         notes.append(f"node prefix {prefix} removed")
     if not CODE_RE.fullmatch(code):
         raise ExtractListError(
