@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from shared.settings import Settings
 from tests.conftest import PG_ADMIN, pg_url
 from tests.e2e.conftest import make_settings, own_db, rabbit, test_id
 from tests.integration.conftest import AMQP_URL, Rabbit
+from tests.smtp_sink import Inbox
 
 __all__ = ["make_settings", "own_db", "rabbit", "test_id"]
 
@@ -204,3 +206,11 @@ async def first_part_file(staging: Path, within: float = 90.0) -> Path:
 
 def leftovers(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.name.endswith(".part") or p.name.startswith(".spool")]
+
+
+def one_email_per_project(inbox: Inbox, projects: set[str]) -> None:
+    counts = Counter(m["X-OTN-Push"] for _, m in inbox.snapshot())
+    assert counts == Counter({f"{PUSH_DATE} {p}": 1 for p in projects}), counts
+    for project in projects:
+        [(rcpts, _)] = inbox.for_push(PUSH_DATE, project)
+        assert len(rcpts) == len({r.lower() for r in rcpts})  # nobody twice in one message

@@ -4,7 +4,6 @@ never succeed. The four services run as processes; email goes to a real SMTP ser
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import aio_pika
@@ -26,7 +25,7 @@ from shared.messages import (
     FileInfo,
 )
 from shared.topology import dlq_name
-from tests.faults.conftest import PUSH_DATE, FaultSystem, leftovers
+from tests.faults.conftest import PUSH_DATE, FaultSystem, leftovers, one_email_per_project
 from tests.integration.conftest import AMQP_URL, Rabbit, eventually, get_one
 from tests.smtp_sink import Inbox, free_port
 
@@ -36,14 +35,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 def extracts_of(summary: NetworkSummary, codes: tuple[str, ...] = ("NSBS", "HFX")) -> list[str]:
     """A few extracts of the given projects (a project's email waits for all of its extracts)."""
     return [e for e in summary.extracts if e.split(",")[0] in codes][:4]
-
-
-def one_email_per_project(inbox: Inbox, projects: set[str]) -> None:
-    counts = Counter(m["X-OTN-Push"] for _, m in inbox.snapshot())
-    assert counts == Counter({f"{PUSH_DATE} {p}": 1 for p in projects}), counts
-    for project in projects:
-        [(rcpts, _)] = inbox.for_push(PUSH_DATE, project)
-        assert len(rcpts) == len({r.lower() for r in rcpts})  # nobody twice in one message
 
 
 def projects_emailed(jobs: list[dict]) -> set[str]:
