@@ -178,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--push-extracts", type=int, default=300, help="extracts in the push benchmark (0: skip)"
     )
+    parser.add_argument("--repeat", type=int, default=3, help="runs of floor and otn-push (best kept)")
     parser.add_argument("--no-extract", action="store_true", help="only the push benchmark")
     parser.add_argument("--no-explain", action="store_true")
+    parser.add_argument("--keep-work", action="store_true", help="keep the work folder (service logs, files)")
     args = parser.parse_args(argv)
 
     base = Settings()
@@ -205,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_extract:
             for n in args.sizes:
                 doc["extract"].append(
-                    run_size(n, args.seed, args.nodes, server, args.notebook_mem_mb, say, work)
+                    run_size(n, args.seed, args.nodes, server, args.notebook_mem_mb, say, work, args.repeat)
                 )
             console.print(extract_table(doc["extract"]))
             if not args.no_explain:
@@ -216,7 +218,10 @@ def main(argv: list[str] | None = None) -> int:
             doc["push"] = run_push_bench(base, args.push_extracts, args.seed, work, say)
             console.print(push_table(doc["push"]))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep_work:
+            console.print(f"work folder kept: {work}", highlight=False)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     doc["targets"] = targets(doc["extract"], doc.get("explain"), doc.get("push"))
     console.print(targets_table(doc["targets"]))
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -228,19 +233,26 @@ def main(argv: list[str] | None = None) -> int:
 
 def push_table(push: dict[str, Any]) -> Table:
     table = Table(title=f"push of {push['runs'][0]['extracts']} extracts through the four services")
-    for col in ("extractors", "total s", "sum of builds s", "overhead/extract median ms", "p90 ms", "note"):
+    columns = ("extractors", "total s", "sum of builds s", "build median ms", "overhead/extract median ms",
+               "p90 ms", "median ms: dispatch / announce / upload / notify share", "note")  # fmt: skip
+    for col in columns:
         table.add_column(col, justify="left" if col == "note" else "right")
     for run in push["runs"]:
+        stages = run["stages_ms_median"]
         table.add_row(
             str(run["extractors"]),
             f"{run['total_seconds']:.1f}",
             f"{run['build_seconds']:.1f}",
+            _fmt(run["build_ms_median"], ".0f"),
             f"{run['overhead_ms_median']:.0f}",
             f"{run['overhead_ms_p90']:.0f}",
+            " / ".join(
+                f"{stages.get(k, float('nan')):.0f}" for k in ("dispatch", "announce", "upload", "notify")
+            ),
             run.get("note", ""),
         )
     if push.get("speedup") is not None:
-        table.add_row("", "", "", "", "", f"speed-up of the second extractor: {push['speedup']:.2f}x")
+        table.add_row(*[""] * 7, f"speed-up of the second extractor: {push['speedup']:.2f}x")
     return table
 
 

@@ -96,11 +96,11 @@ async def floor(nodes: dict[str, str], code: str, year: int, type_code: str, fmt
 def _scans(plan: dict[str, Any]) -> list[dict[str, str]]:
     """Every scan node of an EXPLAIN (FORMAT JSON) plan: type, relation and index."""
     found = []
-    if "Relation Name" in plan:
+    if "Relation Name" in plan or "Index Name" in plan:  # a Bitmap Index Scan names only its index
         found.append(
             {
                 "node": plan["Node Type"],
-                "relation": plan["Relation Name"],
+                "relation": plan.get("Relation Name", ""),
                 "index": plan.get("Index Name", ""),
             }
         )

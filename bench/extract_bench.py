@@ -135,8 +135,16 @@ def _otn_push_timings(m: Measured) -> tuple[dict[str, float], int]:
 
 
 def run_size(
-    detections: int, seed: int, node_count: int, server: str, mem_cap_mb: int, say: Any, work: Path
+    detections: int,
+    seed: int,
+    node_count: int,
+    server: str,
+    mem_cap_mb: int,
+    say: Any,
+    work: Path,
+    repeat: int = 3,
 ) -> dict[str, Any]:
+    """Floor and otn-push `repeat` times each (best time, highest memory), the notebook once."""
     nodes = bench_nodes(server, detections, seed, node_count)
     reused, seeding = asyncio.run(ensure_seeded(nodes, detections, seed, say))
     sizes = asyncio.run(extract_sizes(nodes, next(iter(nodes))))
@@ -149,41 +157,56 @@ def run_size(
     out.mkdir(parents=True, exist_ok=True)
 
     run_measured(_child("floor", nodes, extract, out), env, out, logs, "warmup")
-    floor_m = run_measured(_child("floor", nodes, extract, out), env, out, logs, "floor")
-    floor_doc = floor_m.last_json()
-    if floor_m.code != 0 or floor_doc is None:
-        raise RuntimeError(f"floor failed (exit {floor_m.code}): {floor_m.stderr[-2000:]}")
+    cli = shutil.which("otn-push", path=str(Path(sys.executable).parent)) or "otn-push"
+    floors: list[tuple[float, Measured]] = []
+    runs: list[tuple[dict[str, float], Measured]] = []
+    for i in range(repeat):  # interleaved, so that a busy moment of the machine hits both alike
+        floor_m = run_measured(_child("floor", nodes, extract, out), env, out, logs, f"floor-{i}")
+        floor_doc = floor_m.last_json()
+        if floor_m.code != 0 or floor_doc is None:
+            raise RuntimeError(f"floor failed (exit {floor_m.code}): {floor_m.stderr[-2000:]}")
+        floors.append((floor_doc["seconds"], floor_m))
+        push_out = out / f"otn-push-{i}"
+        ours_m = run_measured(
+            [cli, "extract", code, str(year), type_code, "--out", str(push_out)],
+            env,
+            out,
+            logs,
+            f"otn-push-{i}",
+        )
+        timings, rows = _otn_push_timings(ours_m)
+        runs.append((timings, ours_m))
+        sizes_on_disk = {p.suffix.lstrip("."): p.stat().st_size for p in push_out.iterdir() if p.is_file()}
+        shutil.rmtree(push_out)
+    best_floor, floor_m = min(floors, key=lambda f: f[0])
     floor = Method(
         "floor (COPY TO STDOUT)",
-        floor_doc["seconds"],
+        best_floor,
         expected,
-        floor_m.peak_rss_mb,
+        max(m.peak_rss_mb for _s, m in floors),
         floor_m.wall,
-        extra={"bytes": floor_doc["bytes"]},
+        note=f"best of {repeat}",
+        extra={"all_seconds": [f[0] for f in floors]},
     )
-
-    cli = shutil.which("otn-push", path=str(Path(sys.executable).parent)) or "otn-push"
-    push_out = out / "otn-push"
-    ours_m = run_measured(
-        [cli, "extract", code, str(year), type_code, "--out", str(push_out)], env, out, logs, "otn-push"
-    )
-    timings, rows = _otn_push_timings(ours_m)
-    sizes_on_disk = {p.suffix.lstrip("."): p.stat().st_size for p in push_out.iterdir() if p.is_file()}
+    rss = max(m.peak_rss_mb for _t, m in runs)
     csv_only = Method(
         "otn-push CSV (before compression)",
-        timings["csv"],
+        min(t["csv"] for t, _m in runs),
         rows,
-        ours_m.peak_rss_mb,
-        ours_m.wall,
-        note="same process as below",
+        rss,
+        None,
+        note=f"best of {repeat}; same processes as below",
+        extra={"all_seconds": [t["csv"] for t, _m in runs]},
     )
+    best, ours_m = min(runs, key=lambda r: r[0]["total"])
     ours = Method(
         "otn-push CSV-zip + Parquet",
-        timings["total"],
+        best["total"],
         rows,
-        ours_m.peak_rss_mb,
+        rss,
         ours_m.wall,
-        extra={"timings": timings, "files": sizes_on_disk},
+        note=f"best of {repeat}",
+        extra={"timings": best, "all_seconds": [t["total"] for t, _m in runs], "files": sizes_on_disk},
     )
 
     nb_m = run_measured(

@@ -6,8 +6,9 @@ Per extract, from the job row (scheduler clock) and the extractor's log lines (`
 - build: `built` − `Received` in the extractor (the engine's work, plus a few ms of handler);
 - overhead: everything else the extract costs that is not its build nor waiting for a busy extractor:
   dispatch (extractor free or job created, whichever is later → `Received`), announce (`built` →
-  `Processed`), upload (`Processed` → `uploaded_at`), notify and completion (the last upload of the
-  extract's project → `completed_at`: the email waits for every extract of the project by design).
+  `Processed`), upload (`Processed` → `uploaded_at`), and its share of its project's notification:
+  one email and one completion per project, from the project's last upload to `completed_at` (the email
+  waits for every extract of the project by design), divided by the project's extracts in the push.
 Total: push start command → the last job completed. Speed-up: total with one extractor / with two.
 """
 
@@ -160,13 +161,16 @@ def analyse(jobs: list[Job], logs: list[Path], started: dt.datetime, extractors:
             previous = ev.get("processed", previous)
         events.update(found)
     last_upload: dict[str, dt.datetime] = {}
+    per_project: dict[str, int] = {}
     for j in jobs:
+        per_project[j.code] = per_project.get(j.code, 0) + 1
         if j.uploaded_at is not None:
             last_upload[j.code] = max(last_upload.get(j.code, j.uploaded_at), j.uploaded_at)
     builds: list[float] = []
     overheads: list[float] = []
     stages: dict[str, list[float]] = {"dispatch": [], "announce": [], "upload": [], "notify": []}
     failed = [f"{j.code},{j.year},{j.type}: {j.reason}" for j in jobs if j.state != COMPLETED]
+    notify_project: dict[str, float] = {}
     for j in jobs:
         ev = events.get(f"{j.code},{j.year},{j.type}", {})
         if j.state != COMPLETED or not {"received", "built", "processed"} <= ev.keys():
@@ -177,8 +181,9 @@ def analyse(jobs: list[Job], logs: list[Path], started: dt.datetime, extractors:
             "dispatch": (ev["received"] - ready).total_seconds(),
             "announce": (ev["processed"] - ev["built"]).total_seconds(),
             "upload": (j.uploaded_at - ev["processed"]).total_seconds(),
-            "notify": (j.completed_at - last_upload[j.code]).total_seconds(),
+            "notify": (j.completed_at - last_upload[j.code]).total_seconds() / per_project[j.code],
         }
+        notify_project[j.code] = (j.completed_at - last_upload[j.code]).total_seconds()
         for k, v in parts.items():
             stages[k].append(max(v, 0.0))
         builds.append((ev["built"] - ev["received"]).total_seconds())
@@ -196,6 +201,10 @@ def analyse(jobs: list[Job], logs: list[Path], started: dt.datetime, extractors:
         "overhead_ms_median": statistics.median(overheads) * 1000 if overheads else float("nan"),
         "overhead_ms_p90": _pct(overheads, 0.9) * 1000 if overheads else float("nan"),
         "stages_ms_median": {k: statistics.median(v) * 1000 for k, v in stages.items() if v},
+        "projects": len(per_project),
+        "notify_per_project_ms_median": statistics.median(notify_project.values()) * 1000
+        if notify_project
+        else None,
         "note": f"{len(failed)} failed" if failed else "",
     }
 
