@@ -3,7 +3,9 @@ never succeed. The four services run as processes; email goes to a real SMTP ser
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import aio_pika
@@ -30,6 +32,14 @@ from tests.integration.conftest import AMQP_URL, Rabbit, eventually, get_one
 from tests.smtp_sink import Inbox, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+
+def run(*command: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(command, capture_output=True, check=False, timeout=60)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def extracts_of(summary: NetworkSummary, codes: tuple[str, ...] = ("NSBS", "HFX")) -> list[str]:
@@ -230,3 +240,57 @@ async def test_messages_delivered_twice_make_one_file_one_upload_one_email(
     finally:
         system.stop()
         controller.stop()
+
+
+async def test_store_disk_full_leaves_no_partial_file_and_a_rerun_completes(
+    fault_network: tuple[dict[str, str], NetworkSummary], own_db: str, tmp_path: Path, rabbit: Rabbit
+) -> None:
+    nodes, summary = fault_network
+    labels = extracts_of(summary, ("HFX",))
+    store = tmp_path / "small-store"
+    store.mkdir()
+    # a real disk that fills up part-way through the uploads: a 96 KiB tmpfs
+    mounted = run("mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(store))
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
+    system = FaultSystem(nodes, own_db, tmp_path / "sys", rabbit, OTN_PUSH_STORE_DIR=str(store))
+    try:
+        system.start()
+        await system.consuming()
+        await system.push(labels)
+
+        async def settled() -> bool:
+            jobs = await system.jobs()
+            return len(jobs) == len(labels) and all(
+                j["state"] in ("completed", "failed", "notifying") for j in jobs
+            )
+
+        await eventually(settled, "every upload to succeed or fail", within=240)
+        jobs = await system.jobs()
+        failed = [j for j in jobs if j["state"] == "failed"]
+        assert failed, "the store never filled up: nothing was tested"
+        for job in failed:
+            reason = job["reason"] or ""
+            assert reason.startswith("upload: ") and "No space left on device" in reason, reason
+            assert "gave up after 3 attempts" in reason
+        # whatever is in the store is complete: each file as the extractor hashed it, no temp file
+        built = {f["name"]: f["sha256"] for j in jobs for f in j["files"]}
+        for path in (p for p in store.rglob("*") if p.is_file()):
+            assert not path.name.startswith(".") and sha256(path) == built[path.name], path.name
+
+        # more room, the same push again: only the failed jobs are done, and the push completes
+        assert run("mount", "-o", "remount,size=64m", str(store)).returncode == 0
+        await system.push(labels)
+        retried = {j["id"] for j in failed}
+
+        async def restarted() -> bool:
+            return all(j["attempts"] == 2 for j in await system.jobs() if j["id"] in retried)
+
+        await eventually(restarted, "the failed jobs to be requested again", within=60)
+        jobs = await system.finished(len(labels))
+        assert {j["state"] for j in jobs} == {"completed"}, [(j["code"], j["reason"]) for j in jobs]
+        assert {j["id"] for j in jobs if j["attempts"] == 2} == retried
+        assert leftovers(store) == []
+    finally:
+        system.stop()
+        run("umount", "-l", str(store))
