@@ -83,13 +83,14 @@ async def _close_all(conns: list[asyncpg.Connection]) -> None:
 async def _find_project(conns: dict[str, asyncpg.Connection], bare: str, wanted_node: str | None) -> str:
     """The node that owns the project: its `otn_resources` row names that node (a row elsewhere is a copy)."""
     holders: dict[str, str] = {}
-    for name, conn in conns.items():
-        try:
-            node = await conn.fetchval(q.PROJECT_NODE_QUERY, bare)
-        except asyncpg.UndefinedTableError:
-            raise ExtractInputError(
-                f"node {name} has no OTN-style schema (run `otn-push nodes init`)"
-            ) from None
+    found = await asyncio.gather(
+        *(conn.fetchval(q.PROJECT_NODE_QUERY, bare) for conn in conns.values()), return_exceptions=True
+    )
+    for name, node in zip(conns, found, strict=True):
+        if isinstance(node, asyncpg.UndefinedTableError):
+            raise ExtractInputError(f"node {name} has no OTN-style schema (run `otn-push nodes init`)")
+        if isinstance(node, BaseException):
+            raise node
         if node is not None:
             holders[name] = node
     owners = [name for name, node in holders.items() if node == name] or list(holders)

@@ -10,54 +10,54 @@ import heapq
 from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO
 
+import numpy as np
+
 PROGRESS_EVERY = 50_000
+_LF, _CR, _QUOTE = 10, 13, 34
 
 
 class CrlfWriter:
-    """Feed COPY CSV chunks; writes them with CRLF record terminators and counts records."""
+    """Feed COPY CSV chunks; writes them with CRLF record terminators and counts records.
+
+    Vectorised (numpy): an LF ends a record when the number of quotes before it since the stream began is
+    even (COPY quotes every field holding a quote, LF or comma, and doubles inner quotes), so chunks need
+    not be cut at line ends. Contact columns put quotes on most rows: a per-line Python loop cost a
+    third of what PostgreSQL takes to send the rows.
+    """
 
     def __init__(self, out: BinaryIO, progress: Callable[[int], None] | None = None) -> None:
         self.out = out
         self.rows = 0
-        self._carry = b""
-        self._in_quote = False
+        self._in_quote = 0  # parity of the quotes seen so far
+        self._open = False  # the bytes fed so far end inside a record
         self._progress = progress
         self._next_report = PROGRESS_EVERY
 
     def feed(self, chunk: bytes) -> None:
-        data = self._carry + chunk if self._carry else chunk
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            self._carry = data
+        if not chunk:
             return
-        body, self._carry = data[: cut + 1], data[cut + 1 :]
-        if not self._in_quote and b'"' not in body:
-            self.rows += body.count(b"\n")
-            self.out.write(body.replace(b"\n", b"\r\n"))
+        data = np.frombuffer(chunk, dtype=np.uint8)
+        lfs = np.flatnonzero(data == _LF)
+        quotes = np.flatnonzero(data == _QUOTE)
+        if not len(quotes) and not self._in_quote:
+            ends = len(lfs)
+            self.out.write(chunk.replace(b"\n", b"\r\n"))
         else:
-            pieces = body.split(b"\n")
-            pieces.pop()
-            out: list[bytes] = []
-            in_quote = self._in_quote
-            rows = 0
-            for piece in pieces:
-                if piece.count(b'"') & 1:
-                    in_quote = not in_quote
-                out.append(piece)
-                if in_quote:
-                    out.append(b"\n")
-                else:
-                    out.append(b"\r\n")
-                    rows += 1
-            self._in_quote = in_quote
-            self.rows += rows
-            self.out.write(b"".join(out))
+            is_end = ((np.searchsorted(quotes, lfs) + self._in_quote) & 1) == 0
+            ends = int(np.count_nonzero(is_end))
+            if ends == len(lfs):
+                self.out.write(chunk.replace(b"\n", b"\r\n"))
+            else:  # an LF inside a quoted value stays LF
+                self.out.write(np.insert(data, lfs[is_end], _CR).tobytes())
+            self._in_quote = (self._in_quote + len(quotes)) & 1
+        self.rows += ends
+        self._open = chunk[-1] != _LF or bool(self._in_quote)
         if self._progress is not None and self.rows >= self._next_report:
             self._next_report = self.rows + PROGRESS_EVERY
             self._progress(self.rows)
 
     def close(self) -> None:
-        if self._carry or self._in_quote:
+        if self._open:
             raise ValueError("COPY output ended inside a record")
 
 
