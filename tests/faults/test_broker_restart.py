@@ -55,6 +55,7 @@ class PrivateRabbit:
     def ctl(self, *args: str, timeout: float = 120) -> None:
         subprocess.run(
             [str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args],
+            cwd=self.env["RABBITMQ_LOG_BASE"],
             env=self.env,
             check=True,
             capture_output=True,
@@ -67,6 +68,7 @@ class PrivateRabbit:
         with out.open("ab") as handle:
             self.process = subprocess.Popen(
                 [str(RABBIT_BIN / "rabbitmq-server")],
+                cwd=out.parent,  # crash dumps land beside its logs, not in the checkout
                 env=self.env,
                 stdout=handle,
                 stderr=subprocess.STDOUT,

@@ -7,12 +7,14 @@ import signal
 import subprocess
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from otn_push.demo.generate import NetworkSummary
 from services.extractor.engine import build_extract
+from shared.nodeschema import D as DETECTIONS
 from tests.faults.conftest import FaultSystem, first_part_file, leftovers
-from tests.integration.conftest import Rabbit
+from tests.integration.conftest import Rabbit, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -106,3 +108,53 @@ async def test_sigterm_lets_the_job_in_hand_finish_within_the_grace(
         assert system.log_text("extractor").count(f"{label} built:") == 1
     finally:
         system.stop()
+
+
+async def test_sigterm_hands_back_a_job_that_cannot_finish_within_the_grace(
+    fault_network: tuple[dict[str, str], NetworkSummary], own_db: str, tmp_path: Path, rabbit: Rabbit
+) -> None:
+    nodes, summary = fault_network
+    grace = 2.0
+    label = summary.extracts[0]
+    system = FaultSystem(nodes, own_db, tmp_path / "sys", rabbit, OTN_PUSH_SHUTDOWN_GRACE=str(grace))
+    # the detections are locked: the build in hand waits for them as long as this test wants
+    locks = [await asyncpg.connect(url) for url in nodes.values()]
+    try:
+        for conn in locks:
+            await conn.execute("BEGIN")
+            await conn.execute(f"LOCK TABLE {DETECTIONS.table} IN ACCESS EXCLUSIVE MODE")
+        system.start()
+        await system.consuming()
+        await system.push([label])
+
+        async def build_waiting() -> bool:
+            for conn in locks:
+                await conn.execute("SELECT pg_stat_clear_snapshot()")  # fresh view inside the transaction
+                waiting = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                )
+                if waiting:
+                    return True
+            return False
+
+        await eventually(build_waiting, "the build to wait for the locked detections", within=120)
+        [worker] = system.running("extractor")
+        system.kill(worker, signal.SIGTERM)
+        try:
+            worker.process.wait(timeout=grace + 20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"extractor still running {grace + 20:.0f}s after SIGTERM") from None
+        assert f"{label} built" not in worker.tail(1000)
+        for conn in locks:
+            await conn.execute("ROLLBACK")
+
+        # the job was handed back: a new worker builds it, once
+        system.start("extractor")
+        await system.consuming()
+        await assert_all_completed_once(system, [label])
+        assert system.log_text("extractor").count(f"{label} built:") == 1
+    finally:
+        system.stop()
+        for conn in locks:
+            await conn.close()
