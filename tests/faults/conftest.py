@@ -180,6 +180,17 @@ class FaultSystem:
                 raise AssertionError(f"push not finished in {within:.0f}s: {states}\n{self.logs()}")
             await asyncio.sleep(0.3)
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`otn-push ARGS` with the services' environment; must succeed."""
+        env = {**os.environ, **self.env, "COLUMNS": "200"}
+        cli = str(Path(sys.executable).parent / "otn-push")
+        done = subprocess.run(
+            [cli, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        what = f"otn-push {' '.join(args)} -> {done.returncode}"
+        assert done.returncode == 0, f"{what}\n{done.stdout}{done.stderr}"
+        return done
+
     def logs(self) -> str:
         return "\n".join(f"--- {s.log.name}\n{s.tail(25)}" for s in self.services)
 

@@ -8,13 +8,11 @@ import json
 import subprocess
 from pathlib import Path
 
-import aio_pika
 import pytest
 from aiosmtpd.controller import Controller
 
 from otn_push.demo.generate import NetworkSummary
 from shared.broker import make_broker, publish
-from shared.final_delivery import ERROR_HEADER, ROUTING_KEY_HEADER
 from shared.messages import (
     EXTRACT_CREATED,
     EXTRACT_FAILED,
@@ -28,7 +26,7 @@ from shared.messages import (
 )
 from shared.topology import dlq_name
 from tests.faults.conftest import PUSH_DATE, FaultSystem, leftovers, one_email_per_project
-from tests.integration.conftest import AMQP_URL, Rabbit, eventually, get_one
+from tests.integration.conftest import Rabbit, eventually, message_count
 from tests.smtp_sink import Inbox, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -95,44 +93,46 @@ async def test_message_that_cannot_succeed_is_dead_lettered_with_its_reason(
             await publish(broker, system.settings, EXTRACT_REQUESTED, {"job_id": "x"}, "poison:1")
         finally:
             await broker.stop()
-        poison = await get_one(dlq_name(system.settings, "extractor.jobs"), within=60)
-        assert poison.message_id == "poison:1"
-        assert "malformed extract.requested message" in str((poison.headers or {})[ERROR_HEADER])
+        await until_dead_lettered(system, "extractor.jobs")
+        [poison] = dead_letters(system, "extractor.jobs")
+        assert poison["id"] == "poison:1" and poison["routing_key"] == EXTRACT_REQUESTED
+        assert poison["reason"].startswith("malformed extract.requested message: push_date"), poison
 
         # the mail server stays down beyond every retry: the email's event ends in the notifier's DLQ
         await system.push(labels)
-        dead = await get_one(dlq_name(system.settings, "notifier.uploads"), within=180)
-        headers = dead.headers or {}
-        reason = str(headers[ERROR_HEADER])
-        assert f"SMTP server 127.0.0.1:{port} unreachable" in reason, reason
-        assert f"after {system.settings.delivery_limit + 1} deliveries" in reason
-        assert headers[ROUTING_KEY_HEADER] == EXTRACT_UPLOADED
+        await until_dead_lettered(system, "notifier.uploads", within=180)
+        [dead] = dead_letters(system, "notifier.uploads")
+        assert dead["routing_key"] == EXTRACT_UPLOADED
+        assert f"SMTP server 127.0.0.1:{port} unreachable" in dead["reason"], dead
+        assert f"after {system.settings.delivery_limit + 1} deliveries" in dead["reason"], dead
+        assert await system.run_state() == "running"  # the push waits for the email; nothing is lost
 
-        # after the fix, sending it back delivers the email once and completes the push
+        # after the fix, `otn-push dlq replay` sends it back: the email goes once, the push completes
         inbox = Inbox()
         controller = Controller(inbox, hostname="127.0.0.1", port=port)
         controller.start()
         try:
-            connection = await aio_pika.connect(AMQP_URL)
-            try:
-                channel = await connection.channel(publisher_confirms=True)
-                exchange = await channel.get_exchange(system.settings.exchange)
-                replay = aio_pika.Message(
-                    dead.body,
-                    message_id=dead.message_id,
-                    content_type=dead.content_type,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                )
-                await exchange.publish(replay, routing_key=str(headers[ROUTING_KEY_HEADER]))
-            finally:
-                await connection.close()
+            replayed = system.cli("dlq", "replay", "--queue", "notifier.uploads", "--all")
+            assert "1 message(s) replayed" in replayed.stdout
             jobs = await system.finished(len(labels))
             assert {j["state"] for j in jobs} == {"completed"}, [(j["code"], j["reason"]) for j in jobs]
             one_email_per_project(inbox, {"NSBS"})
+            assert dead_letters(system, "notifier.uploads") == []
         finally:
             controller.stop()
     finally:
         system.stop()
+
+
+async def until_dead_lettered(system: FaultSystem, role: str, within: float = 60.0) -> None:
+    async def arrived() -> bool:
+        return await message_count(dlq_name(system.settings, role)) > 0
+
+    await eventually(arrived, f"a dead letter in {role}", within=within)
+
+
+def dead_letters(system: FaultSystem, role: str) -> list[dict]:
+    return json.loads(system.cli("dlq", "list", "--queue", role, "--json").stdout)
 
 
 async def test_store_unwritable_fails_the_jobs_with_the_reason_and_writes_nothing(
