@@ -225,8 +225,15 @@ def test_a_push_with_secrets_and_least_privilege_leaks_nothing(rabbit: Rabbit, t
                 status = cli("push", "status", "--push-date", PUSH.isoformat(), "--json")
                 cli("push", "status", "--push-date", PUSH.isoformat())
                 cli("list", "show", "--push-date", PUSH.isoformat())
-                cli("dlq", "list")
+                listed = cli("dlq", "list", "--json")
+                assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stderr
                 cli("nodes", "check")
+                cli("status", "--push-date", PUSH.isoformat())
+                cli("status", "--json")
+                report = tmp_path / "report.html"
+                reported = cli("report", "--push-date", PUSH.isoformat(), "--out", str(report))
+                assert reported.returncode == 0, reported.stderr
+                printed.append(("report.html", report.read_text()))
                 # errors print the URLs they are about: with the password masked
                 down = env["OTN_PUSH_NODES"].replace("127.0.0.1:5432", "127.0.0.1:1", 1)
                 failed = cli("list", "show", "--push-date", PUSH.isoformat(), extra={"OTN_PUSH_NODES": down})

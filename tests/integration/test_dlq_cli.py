@@ -9,7 +9,9 @@ import json
 
 import aio_pika
 import pytest
+from typer.testing import CliRunner
 
+from otn_push.cli import app
 from shared.broker import encode
 from shared.deadletters import list_dead_letters, replay_dead_letters
 from shared.final_delivery import ERROR_HEADER, QUEUE_HEADER, ROUTING_KEY_HEADER
@@ -118,12 +120,18 @@ async def test_dlq_list_and_replay(make_settings, rabbit: Rabbit) -> None:
     finally:
         await connection.close()
 
-    code, _, err = await cli(env, "dlq", "replay", "--id", "no-such-id")
-    assert code == 1 and "no-such-id" in err
-    code, _, err = await cli(env, "dlq", "replay")
-    assert code == 2 and "--all" in err
-    code, _, err = await cli(env, "dlq", "list", "--queue", "nope")
-    assert code == 1 and "nope" in err and "extractor.jobs" in err
+
+def test_dlq_commands_refuse_what_they_cannot_do(make_settings) -> None:  # type: ignore[no-untyped-def]
+    env = environment(make_settings())  # an exchange nobody declared: no dead-letter queue exists
+    runner = CliRunner()
+    missing = runner.invoke(app, ["dlq", "replay", "--id", "no-such-id"], env=env)
+    assert missing.exit_code == 1 and "no dead letter with id no-such-id" in missing.output
+    neither = runner.invoke(app, ["dlq", "replay"], env=env)
+    assert neither.exit_code == 2 and "--all" in neither.output
+    unknown = runner.invoke(app, ["dlq", "list", "--queue", "nope"], env=env)
+    assert (
+        unknown.exit_code == 1 and "--queue 'nope'" in unknown.output and "extractor.jobs" in unknown.output
+    )
 
 
 async def test_replay_that_cannot_be_delivered_keeps_the_dead_letter(make_settings, rabbit: Rabbit) -> None:
