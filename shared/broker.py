@@ -156,7 +156,11 @@ def run_service(name: str, build: Callable[[Settings], FastStream]) -> int:
         print(f"otn-push {name}: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings, name)
-    app = build(settings)
+    try:
+        app = build(settings)
+    except SettingsError as exc:  # a setting only the service itself can check (addresses, templates)
+        print(f"otn-push {name}: {redact_text(str(exc), settings.secrets())}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(app.run())
     except KeyboardInterrupt:

@@ -1,28 +1,24 @@
 """`python -m services.notifier`: run the notifier until SIGTERM / Ctrl-C."""
 
-import asyncio
 import sys
+
+from faststream import FastStream
 
 from services.notifier.app import build_app
 from services.notifier.render import TemplateProblem
-from shared.logs import setup_logging
-from shared.settings import SettingsError, load_settings
+from shared.broker import run_service
+from shared.settings import Settings, SettingsError
+
+
+def build(settings: Settings) -> FastStream:
+    try:
+        return build_app(settings)
+    except TemplateProblem as exc:  # the message names OTN_PUSH_TEMPLATES_DIR or the template
+        raise SettingsError(str(exc)) from None
 
 
 def main() -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"notifier: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(settings, "notifier")
-    try:
-        app = build_app(settings)
-    except (TemplateProblem, SettingsError) as exc:
-        print(f"notifier: {exc}", file=sys.stderr)
-        return 2
-    asyncio.run(app.run())
-    return 0
+    return run_service("notifier", build)
 
 
 if __name__ == "__main__":

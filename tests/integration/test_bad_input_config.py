@@ -49,3 +49,24 @@ async def test_bad_setting_stops_each_program_with_one_line(setting: str, tmp_pa
         assert setting in lines[0], f"{name}: {lines[0]!r} does not name {setting}"
         assert SECRET not in err + out, f"{name} printed the secret"
         assert out == "", f"{name} printed to stdout: {out!r}"
+
+
+async def test_an_unreachable_broker_stops_each_service_with_one_line_and_no_traceback(
+    tmp_path: Path, own_db: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTN_PUSH_")}
+    # own tables reachable (scheduler and notifier migrate them first), RabbitMQ not
+    env.update(
+        OTN_PUSH_AMQP_URL=f"amqp://otn:{SECRET}@127.0.0.1:1/",
+        OTN_PUSH_DATABASE_URL=own_db,
+        PYTHONPATH=str(ROOT),
+    )
+    services = {name: program for name, program in PROGRAMS.items() if name != "cli"}
+    results = await asyncio.gather(*(run(p, env, tmp_path) for p in services.values()))
+    for name, (code, out, err) in zip(services, results, strict=True):
+        assert code == 1, f"{name}: exit {code}: {err}"
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"otn-push {name}: cannot start: RabbitMQ at amqp://otn:***@127.0.0.1:1/"), (
+            last
+        )
+        assert "Traceback" not in err and SECRET not in err + out, f"{name}: {err}"
