@@ -230,6 +230,9 @@ def test_a_push_with_secrets_and_least_privilege_leaks_nothing(rabbit: Rabbit, t
                 cli("nodes", "check")
                 cli("status", "--push-date", PUSH.isoformat())
                 cli("status", "--json")
+                # a management API that cannot be reached: its error names the URL, masked
+                management = {"OTN_PUSH_MANAGEMENT_URL": f"http://monitor:{secrets.amqp}@127.0.0.1:1"}
+                cli("status", "--push-date", PUSH.isoformat(), extra=management)
                 report = tmp_path / "report.html"
                 reported = cli("report", "--push-date", PUSH.isoformat(), "--out", str(report))
                 assert reported.returncode == 0, reported.stderr
