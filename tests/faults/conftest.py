@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -225,3 +226,38 @@ def one_email_per_project(inbox: Inbox, projects: set[str]) -> None:
     for project in projects:
         [(rcpts, _)] = inbox.for_push(PUSH_DATE, project)
         assert len(rcpts) == len({r.lower() for r in rcpts})  # nobody twice in one message
+
+
+class FinalNames:
+    """Watches folders while a test runs: the size every final-named file (`*.zip`, `*.parquet`) had
+    when it was first seen. A partial file under a final name would show a smaller size than it ends with.
+    """
+
+    def __init__(self, *folders: Path) -> None:
+        self.folders = folders
+        self.first: dict[Path, int] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def scan(self) -> None:
+        for folder in self.folders:
+            for path in folder.rglob("*"):
+                if path.suffix in (".zip", ".parquet") and not path.name.startswith("."):
+                    if path not in self.first:
+                        with contextlib.suppress(FileNotFoundError):
+                            self.first[path] = path.stat().st_size
+
+    async def _watch(self) -> None:
+        while True:
+            self.scan()
+            await asyncio.sleep(0.01)
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._watch())
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def grown(self) -> list[str]:
+        """Files whose final size differs from the size first seen under their final name."""
+        return [str(p) for p, size in self.first.items() if p.exists() and p.stat().st_size != size]

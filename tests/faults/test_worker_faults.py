@@ -13,7 +13,7 @@ import pytest
 from otn_push.demo.generate import NetworkSummary
 from services.extractor.engine import build_extract
 from shared.nodeschema import D as DETECTIONS
-from tests.faults.conftest import FaultSystem, first_part_file, leftovers
+from tests.faults.conftest import FaultSystem, FinalNames, first_part_file, leftovers
 from tests.integration.conftest import Rabbit, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -54,9 +54,11 @@ async def test_extractor_killed_mid_build_is_redone_once_identically(
 ) -> None:
     nodes, summary = fault_network
     system = FaultSystem(nodes, own_db, tmp_path / "sys", rabbit)
+    watch = FinalNames(system.paths.staging, system.paths.store)
     try:
         system.start()
         await system.consuming()
+        watch.start()
         await system.push(summary.extracts)
         part = await first_part_file(system.paths.staging)
         [victim] = system.running("extractor")
@@ -68,6 +70,9 @@ async def test_extractor_killed_mid_build_is_redone_once_identically(
         system.start("extractor")
         await system.consuming()
         await assert_all_completed_once(system, summary.extracts)
+        watch.scan()
+        assert len(watch.first) == 4 * len(summary.extracts)  # each file in staging and in the store
+        assert watch.grown() == []  # no final name ever showed a partial file
 
         # the interrupted job was built once, by the new worker, byte-identical to a clean build
         assert f"{label} built" not in victim.tail(1000)
@@ -78,6 +83,7 @@ async def test_extractor_killed_mid_build_is_redone_once_identically(
             [published] = list(system.paths.store.rglob(file.name))
             assert sha256(published) == file.sha256, file.name
     finally:
+        watch.stop()
         system.stop()
 
 
