@@ -300,8 +300,12 @@ def test_a_push_with_secrets_and_least_privilege_leaks_nothing(rabbit: Rabbit, t
             )
         )
         hidden = {f"{rec['node']}.{rec['collectioncode']}" for rec in sharing if rec["s"] is False}
+        project_kind = {rec["collectioncode"]: rec["kind"] for rec in asyncio.run(
+            fetch_all(admin_nodes, "SELECT collectioncode, ois_project_type AS kind FROM obis.otn_resources")
+        )}  # fmt: skip
         kinds_seen: set[str] = set()
-        hidden_rows = 0
+        project_kinds_seen: set[str] = set()
+        hidden_rows = shown_rows = 0
         for path in paths.store.rglob("*.zip"):
             match = re.fullmatch(
                 r"(.+)_(matched|qualified|unqualified|sentinel_tag)_detections_\d{4}", path.stem
@@ -309,6 +313,7 @@ def test_a_push_with_secrets_and_least_privilege_leaks_nothing(rabbit: Rabbit, t
             assert match, path.name
             project, kind = match[1].upper(), match[2]
             kinds_seen.add(kind)
+            project_kinds_seen.add(project_kind[project])
             header, rows = extract_rows(path)
             if kind == "matched":
                 catalogs = {row[header.index("catalogNumber")] for row in rows}
@@ -323,7 +328,11 @@ def test_a_push_with_secrets_and_least_privilege_leaks_nothing(rabbit: Rabbit, t
                     if row[tracker] in hidden:
                         hidden_rows += 1
                         assert row[sci] == "", f"{path.name}: species of {row[tracker]} shown"
-        assert {"matched", "qualified"} <= kinds_seen, kinds_seen
+                    else:
+                        shown_rows += bool(row[sci])
+        assert kinds_seen == {"matched", "qualified", "unqualified", "sentinel_tag"}, kinds_seen
+        assert project_kinds_seen == {"tracker", "deployment", "data"}, project_kinds_seen
         assert hidden_rows > 0, "the network has no qualified row of a non-sharing tag project to check"
+        assert shown_rows > 0, "species of sharing tag projects should be shown"
     finally:
         asyncio.run(drop_all(admin_nodes, role))
