@@ -71,6 +71,12 @@ async def ensure_seeded(
     started = time.monotonic()
     await recreate_nodes(nodes)
     await generate_network(nodes, seed=seed, push_date=PUSH_DATE, detections=detections, years=years)
+    for url in nodes.values():  # a node's tables are vacuumed; autovacuum must not start mid-measurement
+        conn = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
+        try:
+            await conn.execute("VACUUM (ANALYZE)")
+        finally:
+            await conn.close()
     conn = await asyncpg.connect(asyncpg_dsn(first), timeout=10)
     try:
         await conn.execute(
