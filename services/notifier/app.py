@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from services.notifier.contacts import ContactDirectory, NodeDirectory, valid_address
 from services.notifier.handlers import (
     NotifierPorts,
+    give_up,
     handle_extract_failed,
     handle_extract_uploaded,
     parse_cc,
@@ -28,11 +29,12 @@ from services.notifier.mailer import Mailer, make_mailer
 from services.notifier.render import EmailTemplates
 from shared.broker import make_broker
 from shared.db import make_engine, make_sessionmaker
-from shared.final_delivery import Rejected
+from shared.final_delivery import Rejected, delivery_count
 from shared.messages import EXTRACT_FAILED, EXTRACT_UPLOADED, ExtractFailed, ExtractUploaded
 from shared.metrics import instrument
 from shared.migrations import upgrade_async
 from shared.outbox import OutboxRelay
+from shared.redact import redact_text
 from shared.settings import Settings, SettingsError
 from shared.topology import declare_topology, subscriber
 
@@ -70,7 +72,19 @@ def build_app(
         key = message.raw_message.routing_key
         try:
             if key == EXTRACT_UPLOADED:
-                outcome = await handle_extract_uploaded(ExtractUploaded.model_validate(body), ports)
+                uploaded = ExtractUploaded.model_validate(body)
+                try:
+                    outcome = await handle_extract_uploaded(uploaded, ports)
+                except Exception as exc:
+                    if delivery_count(message) >= settings.delivery_limit:
+                        reason = redact_text(f"{type(exc).__name__}: {exc}", settings.secrets())
+                        await give_up(
+                            uploaded,
+                            f"{reason} (gave up after {delivery_count(message) + 1} deliveries)",
+                            ports,
+                        )
+                        relay.kick()
+                    raise
                 if outcome.status not in ("waiting", "already-notified"):
                     relay.kick()
             elif key == EXTRACT_FAILED:

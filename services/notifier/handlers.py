@@ -191,6 +191,12 @@ def _message(
     )
 
 
+async def give_up(msg: ExtractUploaded, reason: str, ports: NotifierPorts) -> Outcome:
+    """The last delivery failed too (e.g. SMTP down for good): fail the project's jobs with the reason,
+    so the push ends and a re-run retries, instead of the jobs waiting in `notifying` for ever."""
+    return await _notify_failed(ports, msg.push_date, msg.extract.code, reason)
+
+
 async def _notify_failed(ports: NotifierPorts, push_date: dt.date, project: str, reason: str) -> Outcome:
     """Fail the project's jobs with the reason (shown in push status); a re-run of the push retries."""
     async with ports.repo.locked(push_date, project) as tx:

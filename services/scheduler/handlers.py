@@ -212,6 +212,27 @@ async def _generation(session: AsyncSession, push_date: dt.date) -> int:
     return int(total or 0)
 
 
+def _failed_at_notify(job: Job) -> bool:
+    """Uploaded, then failed because its email could not go: an email that went out after all (a dead
+    letter replayed after the fix) completes it."""
+    return job.state == FAILED and job.uploaded_at is not None
+
+
+async def _reopen_if_all_completed(session: AsyncSession, push_date: dt.date) -> None:
+    """A push that finished as failed becomes completed when its last failed job completed late."""
+    run = (
+        await session.execute(select(PushRun).where(PushRun.push_date == push_date).with_for_update())
+    ).scalar_one_or_none()
+    if run is None or run.state != "failed" or any(w.startswith(REJECTED) for w in run.warnings or []):
+        return
+    failed = await session.scalar(
+        select(func.count()).select_from(Job).where(Job.push_date == push_date, Job.state == FAILED)
+    )
+    if not failed:
+        run.state = "completed"
+        log.info("push %s: its last failed extract completed; the push is completed", push_date)
+
+
 async def _finish_if_done(session: AsyncSession, push_date: dt.date) -> bool:
     """When every job is completed or failed, finish the run and stage `push.completed` (once a round)."""
     run = (
@@ -326,7 +347,9 @@ async def on_project_notified(msg: ProjectNotified, ports: SchedulerPorts) -> li
     """Complete the project's jobs: list rows first (idempotent), then the jobs and maybe the run."""
     async with ports.sessions() as session:
         jobs = (await session.execute(select(Job).where(Job.id.in_(msg.job_ids)))).scalars().all()
-        row_ids = [i for j in jobs if j.state != FAILED for i in (j.list_row_ids or [])]
+        row_ids = [
+            i for j in jobs if j.state != FAILED or _failed_at_notify(j) for i in (j.list_row_ids or [])
+        ]
     # The home node may be another database: complete its rows before recording the jobs as completed,
     # so a crash in between is redone by the redelivered message instead of being forgotten.
     if row_ids:
@@ -340,13 +363,16 @@ async def on_project_notified(msg: ProjectNotified, ports: SchedulerPorts) -> li
                 continue
             if msg.warnings:
                 job.warnings = _merge_text(job.warnings, msg.warnings)
-            if not may_move(job.state, COMPLETED):
+            if _failed_at_notify(job):
+                job.warnings = _merge_text(job.warnings, [f"completed after it had failed: {job.reason}"])
+                job.reason = None
+            elif not may_move(job.state, COMPLETED):
                 continue
             job.state = COMPLETED
             job.notified_at = job.completed_at = func.now()
             changed.append(job_id)
-        if changed:
-            await _finish_if_done(session, msg.push_date)
+        if changed and not await _finish_if_done(session, msg.push_date):
+            await _reopen_if_all_completed(session, msg.push_date)
     if changed:
         ports.kick()
     return changed

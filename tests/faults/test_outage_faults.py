@@ -105,7 +105,11 @@ async def test_message_that_cannot_succeed_is_dead_lettered_with_its_reason(
         assert dead["routing_key"] == EXTRACT_UPLOADED
         assert f"SMTP server 127.0.0.1:{port} unreachable" in dead["reason"], dead
         assert f"after {system.settings.delivery_limit + 1} deliveries" in dead["reason"], dead
-        assert await system.run_state() == "running"  # the push waits for the email; nothing is lost
+        # the project's job fails with the reason, so the push ends instead of waiting for ever
+        failed = await system.finished(len(labels))
+        assert {j["state"] for j in failed} == {"failed"}
+        assert all(f"SMTP server 127.0.0.1:{port} unreachable" in (j["reason"] or "") for j in failed), failed
+        assert await system.run_state() == "failed"
 
         # after the fix, `otn-push dlq replay` sends it back: the email goes once, the push completes
         inbox = Inbox()
@@ -114,6 +118,11 @@ async def test_message_that_cannot_succeed_is_dead_lettered_with_its_reason(
         try:
             replayed = system.cli("dlq", "replay", "--queue", "notifier.uploads", "--all")
             assert "1 message(s) replayed" in replayed.stdout
+
+            async def completed() -> bool:
+                return await system.run_state() == "completed"
+
+            await eventually(completed, "the push completed after the replay", within=120)
             jobs = await system.finished(len(labels))
             assert {j["state"] for j in jobs} == {"completed"}, [(j["code"], j["reason"]) for j in jobs]
             one_email_per_project(inbox, {"NSBS"})

@@ -20,7 +20,14 @@ from shared.db import (
     make_sessionmaker,
 )
 from shared.extract_list import ListActivity, ListRow
-from shared.messages import ExtractFailed, ExtractKey, ProjectNotified, PushStart
+from shared.messages import (
+    ExtractFailed,
+    ExtractKey,
+    ExtractUploaded,
+    ProjectNotified,
+    ProjectNotifyFailed,
+    PushStart,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -160,3 +167,28 @@ async def test_a_node_down_at_start_does_not_refuse_its_projects(sessions) -> No
     async with sessions() as s:
         run = (await s.execute(select(PushRun))).scalar_one()
     assert any("ACT" in w and "unreachable" in w for w in run.warnings)
+
+
+async def test_a_job_failed_at_notify_completes_when_its_email_goes_out_after_all(sessions) -> None:  # type: ignore[no-untyped-def]
+    lists = FakeLists([ListRow(1, "NSBS,2024,t")], {"NSBS": "OTN"})
+    ports = handlers.SchedulerPorts(sessions=sessions, lists=lists)  # type: ignore[arg-type]
+    await handlers.start_push(PushStart(push_date=PUSH), ports)
+    job = (await jobs(sessions))["NSBS,2024,t"]
+    key = ExtractKey(code="NSBS", year=2024, type="t")
+    uploaded = ExtractUploaded(push_date=PUSH, job_id=job.id, extract=key, node="OTN", files=[], rows=3)
+    assert await handlers.on_extract_uploaded(uploaded, ports)
+    gave_up = ProjectNotifyFailed(push_date=PUSH, project="NSBS", job_ids=[job.id], reason="SMTP down")
+    await handlers.on_project_notify_failed(gave_up, ports)
+    async with sessions() as s:
+        assert (await s.execute(select(PushRun))).scalar_one().state == "failed"
+    assert lists.completed == []
+
+    # the dead letter replayed after the fix: the email went out, so the extract and the push complete
+    late = ProjectNotified(push_date=PUSH, project="NSBS", job_ids=[job.id], recipients=["a@b.org"])
+    assert await handlers.on_project_notified(late, ports) == [job.id]
+    done = (await jobs(sessions))["NSBS,2024,t"]
+    assert done.state == COMPLETED and done.reason is None
+    assert any("completed after it had failed" in w for w in done.warnings)
+    assert lists.completed == [1]
+    async with sessions() as s:
+        assert (await s.execute(select(PushRun))).scalar_one().state == "completed"
