@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
+# libpq also takes the password as a query parameter: `postgresql://u@h/db?password=secret`
+_QUERY_PASSWORD = re.compile(r"(?P<key>[?&](?:password|passwd|pass)=)(?P<pw>[^&\s'\"]*)", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]*)@")
 
 
@@ -14,15 +16,16 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return redact_text(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        url = urlunsplit(parts._replace(netloc=netloc))
+    return _QUERY_PASSWORD.sub(lambda m: f"{m['key']}***", url)
 
 
 def redact_text(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
     """Mask passwords inside any URLs in the text, and every listed secret value."""
     text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    text = _QUERY_PASSWORD.sub(lambda m: f"{m['key']}***", text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -23,6 +23,14 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the setting and never its secret value."""
 
 
+def check_postgres_url(what: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgresql", "postgres", "postgresql+asyncpg"}:
+        raise ValueError(f"{what}: URL must start with postgresql:// (got {redact_url(url)!r})")
+    if not parts.path.strip("/"):
+        raise ValueError(f"{what}: URL names no database (got {redact_url(url)!r})")
+
+
 def parse_nodes(raw: str) -> dict[str, str]:
     """Parse `NAME=postgresql://…;NAME=…` into an ordered mapping of node name to database URL."""
     nodes: dict[str, str] = {}
@@ -35,8 +43,7 @@ def parse_nodes(raw: str) -> dict[str, str]:
             raise ValueError(f"expected NAME=postgresql://… but got {redact_url(part)!r}")
         if not name.replace("_", "").isalnum():
             raise ValueError(f"node name {name!r} must be letters, digits or _")
-        if urlsplit(url).scheme not in {"postgresql", "postgres", "postgresql+asyncpg"}:
-            raise ValueError(f"node {name}: URL must start with postgresql:// (got {redact_url(url)!r})")
+        check_postgres_url(f"node {name}", url)
         if name in nodes:
             raise ValueError(f"node {name} is listed twice")
         nodes[name] = url
@@ -63,32 +70,32 @@ class Settings(BaseSettings):
 
     send_mail: bool = False
     smtp_host: str = "127.0.0.1"
-    smtp_port: int = 25
+    smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     smtp_from: str = "otndc@dal.ca"
     smtp_cc: str = "otndc@dal.ca"
     smtp_starttls: bool = False
-    smtp_timeout: float = 30.0
+    smtp_timeout: float = Field(default=30.0, gt=0)
     templates_dir: Path | None = None
 
     extract_format: str = "2025"
     push_dates: Annotated[list[dt.date], NoDecode] = Field(default_factory=list)
     auto_push: bool = True
-    quiet_period: float = 3600.0
-    scheduler_tick: float = 60.0
+    quiet_period: float = Field(default=3600.0, ge=0)
+    scheduler_tick: float = Field(default=60.0, gt=0)
 
-    prefetch: int = 1
-    delivery_limit: int = 5
-    retry_attempts: int = 4
-    retry_base_delay: float = 1.0
+    prefetch: int = Field(default=1, ge=1)
+    delivery_limit: int = Field(default=5, ge=1)
+    retry_attempts: int = Field(default=4, ge=1)
+    retry_base_delay: float = Field(default=1.0, ge=0)
     # SIGTERM: how long a service lets the message in hand finish before handing it back and exiting
     shutdown_grace: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = False
 
     # operations: metrics/health port of each service = metrics_port + its offset (0 turns them off)
-    metrics_port: int = 9460
+    metrics_port: int = Field(default=9460, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     # RabbitMQ management HTTP API, e.g. http://guest:guest@127.0.0.1:15672 (else AMQP alone is read)
     management_url: str | None = None
@@ -111,6 +118,28 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [dt.date.fromisoformat(v.strip()) for v in value.replace(";", ",").split(",") if v.strip()]
         return value
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"amqp", "amqps"}:
+            raise ValueError(f"must be an amqp:// or amqps:// URL (got {redact_url(value)!r})")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_postgres_url("OTN_PUSH_DATABASE_URL", value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
 
     @field_validator("extract_format")
     @classmethod
@@ -142,9 +171,10 @@ class Settings(BaseSettings):
         """Every secret value, so that tests and log filters can check none leaks."""
         found = [self.smtp_password.get_secret_value()] if self.smtp_password else []
         for url in [*self.nodes.values(), self.amqp_url, self.database_url or "", self.management_url or ""]:
-            password = urlsplit(url).password
-            if password:
-                found.append(password)
+            parts = urlsplit(url)
+            if parts.password:
+                found.append(parts.password)
+            found += [v for k, v in parse_qsl(parts.query) if k.lower() in {"password", "passwd", "pass"}]
         return [s for s in found if s]
 
 
@@ -155,4 +185,5 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "OTN_PUSH_" + "_".join(str(p) for p in first["loc"]).upper() if first["loc"] else "settings"
-        raise SettingsError(f"setting {name}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"setting {name}: {message}") from None

@@ -16,6 +16,23 @@ SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "otn"
 PG_ADMIN = os.environ.get("OTN_PUSH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+# what tests may read from the environment; every other OTN_PUSH_* setting of the user's shell is hidden
+TEST_VARIABLES = {
+    "OTN_PUSH_REQUIRE_SAMPLES",
+    "OTN_PUSH_REQUIRE_CHROMIUM",
+    "OTN_PUSH_TEST_PG",
+    "OTN_PUSH_TEST_AMQP",
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_user_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests set the settings they need; a user's exported OTN_PUSH_* must not change their outcome."""
+    for name in list(os.environ):
+        if name.startswith("OTN_PUSH_") and name not in TEST_VARIABLES:
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     """`../shared/samples/otn`: skipped when absent, a failure when OTN_PUSH_REQUIRE_SAMPLES=1."""

@@ -38,3 +38,31 @@ def test_redaction() -> None:
     assert redact_url("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert "pw" not in redact_text("failed amqp://guest:pw@host/ and postgresql://x:pw@y/z")
     assert redact_text("token abc", ["abc"]) == "token ***"
+
+
+def test_passwords_given_as_query_parameters_are_redacted_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "postgresql://postgres@127.0.0.1:5432/otn?sslmode=disable&password=Sup3rQ"
+    assert "Sup3rQ" not in redact_url(url) and "sslmode=disable" in redact_url(url)
+    assert "Sup3rQ" not in redact_text(f"cannot reach {url} now")
+    monkeypatch.setenv("OTN_PUSH_NODES", f"OTN={url}")
+    assert "Sup3rQ" in load_settings().secrets()
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("OTN_PUSH_QUIET_PERIOD", "-1"),
+        ("OTN_PUSH_SMTP_PORT", "99999"),
+        ("OTN_PUSH_AMQP_URL", "http://guest:pw@host/"),
+        ("OTN_PUSH_LOG_LEVEL", "LOUD"),
+        ("OTN_PUSH_NODES", "OTN=postgresql://u:pw@h:5432/"),
+        ("OTN_PUSH_DELIVERY_LIMIT", "0"),
+    ],
+)
+def test_malformed_settings_are_named(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert message.startswith(f"setting {variable}:") and "\n" not in message
+    assert "pw" not in message and "Value error" not in message
