@@ -33,3 +33,13 @@ def settings() -> Settings:
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
+
+
+def extract_format(option: str | None, cfg: Settings) -> str:
+    """`--format` (any case), else the OTN_PUSH_EXTRACT_FORMAT setting."""
+    if option is None:
+        return cfg.extract_format
+    value = option.strip().lower()
+    if value not in ("2025", "legacy"):
+        fail(f"--format {option!r}: expected 2025 or legacy")
+    return value

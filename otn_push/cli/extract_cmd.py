@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from otn_push.cli.common import console, fail, run, settings
+from otn_push.cli.common import console, extract_format, fail, run, settings
 from services.extractor.engine import ExtractInputError, build_extract
 from shared.nodes import NodeUnavailable
 
@@ -21,10 +21,13 @@ def register(app: typer.Typer) -> None:
             ..., metavar="TYPE", help="t matched, q qualified, u unqualified, s sentinel."
         ),
         out: Path = typer.Option(..., "--out", help="Directory for the .zip and .parquet."),
-        fmt: str = typer.Option("2025", "--format", help="2025 or legacy."),
+        fmt: str | None = typer.Option(
+            None, "--format", help="2025 or legacy (default: OTN_PUSH_EXTRACT_FORMAT, else 2025)."
+        ),
     ) -> None:
         """Build one detection extract (CSV in zip + Parquet) from every configured node database."""
         cfg = settings()
+        layout = extract_format(fmt, cfg)
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
         ) as bar:
@@ -34,7 +37,11 @@ def register(app: typer.Typer) -> None:
                 bar.update(task, description=f"building {code} {year} {type_code}: {rows:,} rows")
 
             try:
-                result = run(build_extract(cfg.nodes, code, year, type_code, out, fmt=fmt, progress=progress))
+                result = run(
+                    build_extract(cfg.nodes, code, year, type_code, out, fmt=layout, progress=progress)
+                )
+            except OSError as exc:
+                fail(f"--out {out}: {exc.strerror or exc}")
             except (ExtractInputError, NodeUnavailable) as exc:
                 fail(str(exc))
         console.print(

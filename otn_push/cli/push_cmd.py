@@ -19,7 +19,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from otn_push.cli.common import console, err_console, fail, run, settings
+from otn_push.cli.common import console, err_console, extract_format, fail, run, settings
 from otn_push.cli.db_cmd import ensure_own_tables
 from otn_push.cli.list_cmd import parse_date
 from shared.broker import PublishError, make_broker, publish
@@ -215,7 +215,9 @@ def register(app: typer.Typer) -> None:
         extract: list[str] = typer.Option(
             [], "--extract", help="CODE,YEAR,TYPE; repeat for a manual list (default: the push's list rows)."
         ),
-        fmt: str = typer.Option("2025", "--format", help="2025 or legacy."),
+        fmt_option: str | None = typer.Option(
+            None, "--format", help="2025 or legacy (default: OTN_PUSH_EXTRACT_FORMAT, else 2025)."
+        ),
         wait: bool = typer.Option(
             False, "--wait", help="Follow the push until it ends; exit 1 if any failed."
         ),
@@ -229,8 +231,7 @@ def register(app: typer.Typer) -> None:
         left alone."""
         cfg = settings()
         day = parse_date(push_date)
-        if fmt not in ("2025", "legacy"):
-            fail(f"--format {fmt!r}: expected 2025 or legacy")
+        fmt = extract_format(fmt_option, cfg)
         cmd = PushStart(push_date=day, extracts=_manual_list(extract, day), format=fmt, requested_by="cli")  # type: ignore[arg-type]
 
         async def go() -> int:

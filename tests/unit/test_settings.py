@@ -66,3 +66,17 @@ def test_malformed_settings_are_named(monkeypatch: pytest.MonkeyPatch, variable:
     message = str(info.value)
     assert message.startswith(f"setting {variable}:") and "\n" not in message
     assert "pw" not in message and "Value error" not in message
+
+
+def test_the_extract_format_defaults_to_the_setting_and_ignores_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+
+    from otn_push.cli.common import extract_format
+
+    monkeypatch.setenv("OTN_PUSH_EXTRACT_FORMAT", "legacy")
+    cfg = load_settings()
+    assert extract_format(None, cfg) == "legacy"
+    assert extract_format("2025", cfg) == "2025"
+    assert extract_format(" LEGACY ", cfg) == "legacy"
+    with pytest.raises(typer.Exit):
+        extract_format("2019", cfg)
