@@ -14,7 +14,9 @@ from shared.calendar import PushCalendar
 def register(app: typer.Typer) -> None:
     @app.command("calendar")
     def calendar(
-        year: int | None = typer.Option(None, "--year", help="Year to show (default: this year and next)."),
+        year: int | None = typer.Option(
+            None, "--year", min=1900, max=9998, help="Year to show (default: this year and next)."
+        ),
     ) -> None:
         """Push dates with submission deadline and end of support, and the next push.
 

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from otn_push.cli.common import console, err_console, fail, run, settings
 from otn_push.demo.generate import DEFAULT_DETECTIONS, generate_network
+from otn_push.demo.network import MIN_DETECTIONS
 from otn_push.demo.preflight import preflight
 from otn_push.demo.run import (
     DEMO_EXCHANGE,
@@ -99,11 +100,15 @@ def register(app: typer.Typer) -> None:
 
     @demo.command("seed")
     def seed_network(
-        detections: int = typer.Option(..., help="Detections to generate (up to 10 million and more)."),
-        nodes: int = typer.Option(3, "--nodes", help="Number of node databases."),
+        detections: int = typer.Option(
+            ..., min=MIN_DETECTIONS, help="Detections to generate (up to 10 million and more)."
+        ),
+        nodes: int = typer.Option(3, "--nodes", min=2, help="Number of node databases."),
         seed: int = typer.Option(7, help="Random seed: the same seed gives the same network."),
         push_date: str | None = typer.Option(None, help="Push date of the listed extracts."),
-        years: int | None = typer.Option(None, help="Years of data (default 2 for small, 4 for large)."),
+        years: int | None = typer.Option(
+            None, min=1, max=50, help="Years of data (default 2 for small, 4 for large)."
+        ),
     ) -> None:
         """Recreate the demo node databases and fill them with a large generated network (COPY, batches)."""
         cfg = settings()
