@@ -88,8 +88,15 @@ def choose_recipients(contacts: tuple[Contact, ...] | list[Contact]) -> tuple[li
             continue
         key = address.lower()
         if key in chosen:
-            if role not in chosen[key].roles:
-                chosen[key].roles.append(role)
+            first = chosen[key]
+            # one person in two roles is normal; two contacts (or one role twice) on one address is not
+            if role in first.roles or contact.name.strip() != first.name.strip():
+                warnings.append(
+                    f"{role} {contact.name!r} repeats the address {address!r} of {first.name!r}: "
+                    "one email to it"
+                )
+            if role not in first.roles:
+                first.roles.append(role)
             continue
         chosen[key] = Recipient(name=contact.name, email=address, roles=[role])
     return list(chosen.values()), warnings

@@ -168,7 +168,8 @@ def test_choose_recipients_merges_duplicates_and_ignores_other_roles() -> None:
     recipients, warnings = choose_recipients(
         [
             Contact("Jane", "jane@dal.ca", ROLE_PI),
-            Contact("Jane D", "JANE@dal.ca", ROLE_POC),
+            Contact("Jane", "jane@dal.ca", ROLE_POC),  # one person in two roles: no warning
+            Contact("Jane D", "JANE@dal.ca", ROLE_POC),  # another contact on the same address
             Contact("Tech", "tech@dal.ca", "technician"),
             Contact("Bad", "bad@", ROLE_POC),
         ]
@@ -176,7 +177,10 @@ def test_choose_recipients_merges_duplicates_and_ignores_other_roles() -> None:
     assert [(r.email, r.roles) for r in recipients] == [
         ("jane@dal.ca", ["principal investigator", "point of contact"])
     ]
-    assert warnings == ["point of contact 'Bad' has an invalid email address 'bad@': skipped"]
+    assert warnings == [
+        "point of contact 'Jane D' repeats the address 'JANE@dal.ca' of 'Jane': one email to it",
+        "point of contact 'Bad' has an invalid email address 'bad@': skipped",
+    ]
 
 
 def sample_message(to: str = "jane@dal.ca") -> EmailMessage:
