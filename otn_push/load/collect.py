@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from otn_push.load.reader import ExtractFile, LoadError, RowReader
+from shared.extract_list import CODE_RE
 from shared.formats import geometry_wkb, parse_contacts, split_project_code
 from shared.nodeschema import MATCH_ANIMAL, ROLE_PI, ROLE_POC
 
@@ -85,6 +86,8 @@ class Collector:
     def project(self, field_name: str) -> tuple[str, str]:
         raw = self.r.required(field_name)
         node, code = split_project_code(raw)
+        if not CODE_RE.fullmatch(code):
+            raise self.r.fail(field_name, f"project code {raw!r} is not letters, digits, - or _")
         node = node or self.default_node
         if node is None:
             raise self.r.fail(field_name, f"project {raw!r} has no node prefix; name the node with --node")
@@ -149,8 +152,8 @@ class Collector:
             key = (catalog, tagname, when)
             self.batch(tag_node).releases[key] = (
                 tagname, catalog, tag_code, "animal", when, r.text("station") or r.text("local_area"),
-                r.number_("latitude"), r.number_("longitude"), self.geometry(), None, None,
-                r.date("date_modified"), r.text("notes"),
+                r.number_("latitude", -90, 90), r.number_("longitude", -180, 180), self.geometry(),
+                None, None, r.date("date_modified"), r.text("notes"),
             )  # fmt: skip
             return
         det_node, det_code = self.project("detected_by")
@@ -162,7 +165,7 @@ class Collector:
         detection_id = self.detection_id("unqdetecid", r.required("unqdetecid"))
         receiver = r.required("receiver")
         station = r.text("station")
-        lat, lon = r.number_("latitude"), r.number_("longitude")
+        lat, lon = r.number_("latitude", -90, 90), r.number_("longitude", -180, 180)
         codespace = r.text("codespace")
         self.synthesized_mooring(det_node, det_code, station, receiver, lat, lon, when)
         self.batch(det_node).detections[(det_code, detection_id, when)] = (
@@ -223,7 +226,7 @@ class Collector:
             detection_id = self.detection_id("catalog", catalog)
         placeholder = f"{trk_code}-{tagname}"
         self.animal(trk_node, placeholder, trk_code, True)
-        lat, lon = r.number_("latitude"), r.number_("longitude")
+        lat, lon = r.number_("latitude", -90, 90), r.number_("longitude", -180, 180)
         rcvrcat = r.text("rcvrcatnumber")
         if rcvrcat:
             self.catalogued_mooring(rcv_node, rcv_code, rcvrcat, station, receiver, lat, lon, when)

@@ -291,7 +291,7 @@ class RowReader:
         value = self.time(field)
         return value.date() if value is not None else None
 
-    def number_(self, field: str) -> float | None:
+    def number_(self, field: str, low: float | None = None, high: float | None = None) -> float | None:
         value = self.text(field)
         if value is None:
             return None
@@ -301,6 +301,8 @@ class RowReader:
             raise self.fail(field, f"{value!r} is not a number") from None
         if not math.isfinite(number):
             raise self.fail(field, f"{value!r} is not a finite number")
+        if (low is not None and number < low) or (high is not None and number > high):
+            raise self.fail(field, f"{value!r} is outside {low:g} to {high:g}")
         return number
 
     def is_present(self, field: str) -> bool:

@@ -127,6 +127,9 @@ def test_latin1_is_refused_naming_the_line_and_utf16_with_a_bom_is_read(tmp_path
         ("longitude", "inf", "is not a finite number"),
         ("longitude", "nan(1)", "is not a number"),
         ("unqdetecid", "P2-x-five", "does not end with a detection number"),
+        ("latitude", "999", "is outside -90 to 90"),
+        ("longitude", "-180.5", "is outside -180 to 180"),
+        ("collectioncode", "X;DROP TABLE", "is not letters, digits, - or _"),
     ],
 )
 def test_an_unreadable_value_names_row_and_column(
