@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_timeout: float = Field(default=30.0, gt=0)
     templates_dir: Path | None = None
+    # the push's ops email (issue 5): operators' addresses (empty = off), the report link, where to write it
+    ops_email: str = ""
+    report_url: str | None = None  # a template with {push_date}
+    report_dir: Path | None = None
 
     extract_format: str = "2025"
     push_dates: Annotated[list[dt.date], NoDecode] = Field(default_factory=list)

@@ -50,6 +50,7 @@ QUEUES: dict[str, tuple[str, ...]] = {
     "extractor.jobs": (EXTRACT_REQUESTED,),
     "uploader.files": (EXTRACT_CREATED,),
     "notifier.uploads": (EXTRACT_UPLOADED, EXTRACT_FAILED),
+    "notifier.push": (PUSH_COMPLETED,),  # the ops email (OTN_PUSH_OPS_EMAIL)
     # Nobody has to act on push.ready / push.completed, but publishes are mandatory (unroutable raises),
     # so they land in a bounded watch queue that keeps the most recent ones for people and tools.
     "push.events": (PUSH_READY, PUSH_COMPLETED),

@@ -26,11 +26,25 @@ from services.notifier.handlers import (
 )
 from services.notifier.ledger import PRODUCER, SqlNotifierRepository
 from services.notifier.mailer import Mailer, make_mailer
+from services.notifier.ops import (
+    OpsPorts,
+    check_ops_settings,
+    handle_push_completed,
+    ops_recipients,
+    report_writer,
+    sql_summary,
+)
 from services.notifier.render import EmailTemplates
 from shared.broker import make_broker
 from shared.db import make_engine, make_sessionmaker
 from shared.final_delivery import Rejected, delivery_count
-from shared.messages import EXTRACT_FAILED, EXTRACT_UPLOADED, ExtractFailed, ExtractUploaded
+from shared.messages import (
+    EXTRACT_FAILED,
+    EXTRACT_UPLOADED,
+    ExtractFailed,
+    ExtractUploaded,
+    PushCompleted,
+)
 from shared.metrics import instrument
 from shared.migrations import upgrade_async
 from shared.outbox import OutboxRelay
@@ -52,6 +66,9 @@ def build_app(
     for name, value in [("OTN_PUSH_SMTP_FROM", settings.smtp_from)] + [("OTN_PUSH_SMTP_CC", a) for a in cc]:
         if not valid_address(value):
             raise SettingsError(f"setting {name}: {value!r} is not a valid email address")
+    ops_to = ops_recipients(settings.ops_email)
+    for problem in check_ops_settings(ops_to, settings.report_url):
+        raise SettingsError(problem)
     broker = broker or make_broker(settings)
     engine = None
     if sessionmaker is None:
@@ -66,6 +83,27 @@ def build_app(
         cc=cc,
     )
     relay = OutboxRelay(sessionmaker, broker, settings, producer=PRODUCER)
+    ops = OpsPorts(
+        repo=ports.repo,
+        mailer=ports.mailer,
+        templates=ports.templates,
+        sender=settings.smtp_from,
+        recipients=ops_to,
+        summary=sql_summary(sessionmaker),
+        report_url=settings.report_url,
+        report_dir=settings.report_dir,
+        write_report=report_writer(settings, sessionmaker),
+    )
+
+    @subscriber(broker, settings, "notifier.push")
+    async def on_push_completed(body: dict[str, Any], message: RabbitMessage) -> None:
+        try:
+            completed = PushCompleted.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "message"
+            raise Rejected(f"malformed push.completed message: {where}: {first['msg']}") from None
+        await handle_push_completed(completed, message.message_id, ops)
 
     @subscriber(broker, settings, "notifier.uploads")
     async def on_event(body: dict[str, Any], message: RabbitMessage) -> None:

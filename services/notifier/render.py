@@ -152,14 +152,15 @@ class EmailTemplates:
         except TemplateError as exc:
             raise TemplateProblem(f"email template {name}: {exc}") from None
 
-    def render(self, context: dict[str, Any]) -> RenderedEmail:
-        subject = clean_header(self._render("subject.txt", context))
+    def render(self, context: dict[str, Any], prefix: str = "") -> RenderedEmail:
+        """`prefix` picks another set of templates, e.g. `ops_` for the ops email (`ops_subject.txt`, …)."""
+        subject = clean_header(self._render(f"{prefix}subject.txt", context))
         if not subject:
-            raise TemplateProblem("email template subject.txt renders an empty subject")
+            raise TemplateProblem(f"email template {prefix}subject.txt renders an empty subject")
         return RenderedEmail(
             subject=subject,
-            text=self._render("body.txt", context),
-            html=self._render("body.html", {**context, "subject": subject}),
+            text=self._render(f"{prefix}body.txt", context),
+            html=self._render(f"{prefix}body.html", {**context, "subject": subject}),
         )
 
 
