@@ -170,22 +170,27 @@ class Service:
         return "\n".join(text)
 
 
+def service_command(name: str) -> list[str]:
+    """How a service runs: the same command in the demo, the tests and docker-compose.yml."""
+    return [sys.executable, "-m", f"services.{name}"]
+
+
+def start_service(name: str, env: dict[str, str], log: Path, root: Path) -> Service:
+    """One service as a process of its own, its output in `log`."""
+    handle = log.open("w")
+    process = subprocess.Popen(
+        service_command(name),
+        cwd=root,
+        env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return Service(name, process, log, handle)
+
+
 def start_services(env: dict[str, str], paths: DemoPaths, root: Path) -> list[Service]:
-    services = []
-    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-    for name in SERVICES:
-        log = paths.logs / f"{name}.log"
-        handle = log.open("w")
-        process = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
-            cwd=root,
-            env=full_env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        services.append(Service(name, process, log, handle))
-    return services
+    return [start_service(name, env, paths.logs / f"{name}.log", root) for name in SERVICES]
 
 
 def check_alive(services: list[Service]) -> None:

@@ -28,7 +28,7 @@ import pytest
 
 from otn_push.cli.push_cmd import send_start
 from otn_push.demo.generate import NetworkSummary, generate_network
-from otn_push.demo.run import DemoPaths, Service, stop_services, wait_consuming
+from otn_push.demo.run import SERVICES, DemoPaths, Service, start_service, stop_services, wait_consuming
 from shared.messages import ExtractKey, PushStart
 from shared.nodes import connection, ensure_database, init_schema
 from shared.settings import Settings
@@ -122,20 +122,9 @@ class FaultSystem:
 
     def start(self, *names: str) -> list[Service]:
         started = []
-        full_env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        for name in names or ("scheduler", "extractor", "uploader", "notifier"):
+        for name in names or SERVICES:
             n = sum(1 for s in self.services if s.name == name) + 1
-            log = self.paths.logs / f"{name}-{n}.log"
-            handle = log.open("w")
-            process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"],
-                cwd=ROOT,
-                env=full_env,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            started.append(Service(name, process, log, handle))
+            started.append(start_service(name, self.env, self.paths.logs / f"{name}-{n}.log", ROOT))
         self.services += started
         return started
 
