@@ -63,8 +63,20 @@ class Settings(BaseSettings):
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     exchange: str = "otn.push"
 
+    # where uploaded extracts go: a local folder (the embedded default), a WebDAV server or a Plone site
+    store: str = "folder"
     store_dir: Path = Path("var/store")
     store_url: str | None = None  # public base URL of store_dir, for the links in emails (else file://)
+    plone_url: str | None = None  # the site, e.g. https://members.oceantrack.org or http://127.0.0.1:8080/Plone
+    plone_user: str | None = None
+    plone_password: SecretStr | None = None
+    # Plone folders under the site: `<plone_path>/[<node lower>/]<code lower>/detection-extracts/`
+    plone_path: str = "data/repository"
+    plone_node_folders: bool = False
+    webdav_url: str | None = None  # the collection that holds `<code lower>/detection-extracts/`
+    webdav_user: str | None = None
+    webdav_password: SecretStr | None = None
+    store_timeout: float = Field(default=60.0, gt=0)
     staging_dir: Path = Path("var/staging")
     outbox_dir: Path = Path("var/outbox")
 
@@ -145,6 +157,25 @@ class Settings(BaseSettings):
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
 
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        kind = value.strip().lower()
+        if kind not in {"folder", "webdav", "plone"}:
+            raise ValueError("must be folder, webdav or plone")
+        return kind
+
+    @field_validator("plone_url", "webdav_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in {"http", "https"} or not parts.hostname:
+                raise ValueError(f"must be an http:// or https:// URL (got {redact_url(value)!r})")
+            if parts.password:
+                raise ValueError("must not carry a password: set the _PASSWORD setting")
+        return value.rstrip("/") if value else value
+
     @field_validator("extract_format")
     @classmethod
     def _format(cls, value: str) -> str:
@@ -173,7 +204,11 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value, so that tests and log filters can check none leaks."""
-        found = [self.smtp_password.get_secret_value()] if self.smtp_password else []
+        found = [
+            secret.get_secret_value()
+            for secret in (self.smtp_password, self.plone_password, self.webdav_password)
+            if secret is not None
+        ]
         for url in [*self.nodes.values(), self.amqp_url, self.database_url or "", self.management_url or ""]:
             parts = urlsplit(url)
             if parts.password:

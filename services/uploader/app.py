@@ -13,7 +13,8 @@ from faststream.rabbit import RabbitBroker
 from pydantic import ValidationError
 
 from services.uploader.handlers import Retry, handle_extract_created
-from services.uploader.store import DocumentStore, FolderStore
+from services.uploader.store import DocumentStore
+from services.uploader.store_choice import describe_store, make_store
 from shared.broker import make_broker, publish
 from shared.final_delivery import Rejected
 from shared.messages import EXTRACT_FAILED, EXTRACT_UPLOADED, ExtractCreated, ExtractUploaded
@@ -31,7 +32,7 @@ def build_app(
     retry: Retry | None = None,
 ) -> FastStream:
     broker = broker or make_broker(settings)
-    the_store: DocumentStore = store or FolderStore(settings.store_dir, base_url=settings.store_url)
+    the_store: DocumentStore = store or make_store(settings)
     the_retry = retry or Retry(attempts=settings.retry_attempts, base_delay=settings.retry_base_delay)
 
     @subscriber(broker, settings, "uploader.files")
@@ -50,7 +51,7 @@ def build_app(
     async def start() -> None:
         await broker.connect()
         await declare_topology(broker, settings)
-        log.info("uploader ready: store %s", settings.store_dir)
+        log.info("uploader ready: store %s", describe_store(settings))
 
     app = FastStream(broker, logger=log, on_startup=[start])
     instrument(app, broker, settings, "uploader")
