@@ -5,17 +5,11 @@ from __future__ import annotations
 import typer
 
 from otn_push.cli.common import console, fail, run, settings
-from shared.migrations import MigrationError, current_revision, head_revision, upgrade_async
+from otn_push.cli.own_db import ensure_own_tables, is_unreachable, unreachable_message
+from shared.migrations import current_revision, head_revision
 from shared.redact import redact_url
-from shared.settings import Settings
 
-
-async def ensure_own_tables(cfg: Settings) -> None:
-    """Migrate the own tables (idempotent); on failure stop with one line saying what to run."""
-    try:
-        await upgrade_async(cfg.own_database_url)
-    except MigrationError as exc:
-        fail(str(exc))
+__all__ = ["ensure_own_tables", "register"]
 
 
 def register(app: typer.Typer) -> None:
@@ -41,6 +35,8 @@ def register(app: typer.Typer) -> None:
         try:
             revision = run(current_revision(cfg.own_database_url))
         except Exception as exc:
+            if is_unreachable(exc):
+                fail(unreachable_message(cfg.own_database_url, exc))
             fail(f"own database {redact_url(cfg.own_database_url)}: {type(exc).__name__}: {exc}")
         head = head_revision()
         state = "up to date" if revision == head else "run `otn-push db upgrade`"

@@ -19,16 +19,17 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from otn_push.cli.broker_check import COMMAND_QUEUE_ROLE, broker_problem, scheduler_listening
 from otn_push.cli.common import console, err_console, extract_format, fail, run, settings
-from otn_push.cli.db_cmd import ensure_own_tables
 from otn_push.cli.list_cmd import parse_date
+from otn_push.cli.own_db import ensure_own_tables, own_tables_for_reading
 from shared.broker import PublishError, make_broker, publish
 from shared.db import COMPLETED, FAILED, JOB_STATES, Job, PushRun, make_engine, make_sessionmaker
 from shared.extract_list import ExtractListError, parse_extract
 from shared.messages import PUSH_START, ExtractKey, PushStart
 from shared.redact import redact_url
 from shared.settings import Settings
-from shared.topology import declare_topology
+from shared.topology import declare_topology, queue_name
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -205,6 +206,33 @@ async def _db_now(sessions: async_sessionmaker[AsyncSession]) -> dt.datetime:
     return now
 
 
+async def _start_format(
+    sessions: async_sessionmaker[AsyncSession], push_date: dt.date, wanted: str | None, default: str
+) -> str:
+    """The format to send: a push keeps its recorded format unless `--format` asks for another, which
+    re-pushes a finished push (every extract rebuilt) and is refused while the push runs."""
+    async with sessions() as session:
+        found = (
+            await session.execute(select(PushRun).where(PushRun.push_date == push_date))
+        ).scalar_one_or_none()
+    if found is None:
+        return wanted or default
+    if wanted is None or wanted == found.format:
+        return found.format
+    if found.state == "running":
+        fail(
+            f"push {push_date} is running in format {found.format}: its files would mix formats; "
+            f"wait until it has ended, then `otn-push push start --push-date {push_date} --format {wanted}` "
+            "re-pushes it (every extract rebuilt)"
+        )
+    console.print(
+        f"re-push of {push_date} in format {wanted} (its files are {found.format}): every extract is "
+        "built, uploaded and completed again; researchers already emailed get no second email",
+        highlight=False,
+    )
+    return wanted
+
+
 def register(app: typer.Typer) -> None:
     push = typer.Typer(help="Start a push and follow it.")
     app.add_typer(push, name="push")
@@ -216,7 +244,9 @@ def register(app: typer.Typer) -> None:
             [], "--extract", help="CODE,YEAR,TYPE; repeat for a manual list (default: the push's list rows)."
         ),
         fmt_option: str | None = typer.Option(
-            None, "--format", help="2025 or legacy (default: OTN_PUSH_EXTRACT_FORMAT, else 2025)."
+            None,
+            "--format",
+            help="2025 or legacy (default: the push's format, else OTN_PUSH_EXTRACT_FORMAT, else 2025).",
         ),
         wait: bool = typer.Option(
             False, "--wait", help="Follow the push until it ends; exit 1 if any failed."
@@ -228,11 +258,12 @@ def register(app: typer.Typer) -> None:
         """Send a push to the scheduler (confirmed by the broker).
 
         Starting it again does only what is not done: failed extracts are retried, completed ones are
-        left alone."""
+        left alone (unless list rows were added for them since: they are built again). It keeps the
+        push's format; --format with another one re-pushes a finished push in that format."""
         cfg = settings()
         day = parse_date(push_date)
-        fmt = extract_format(fmt_option, cfg)
-        cmd = PushStart(push_date=day, extracts=_manual_list(extract, day), format=fmt, requested_by="cli")  # type: ignore[arg-type]
+        wanted = extract_format(fmt_option, cfg) if fmt_option is not None else None
+        extracts = _manual_list(extract, day)
 
         async def go() -> int:
             await ensure_own_tables(cfg)
@@ -240,18 +271,33 @@ def register(app: typer.Typer) -> None:
             sessions = make_sessionmaker(engine)
             try:
                 since = await _db_now(sessions)
+                fmt = await _start_format(sessions, day, wanted, cfg.extract_format)
+                cmd = PushStart(push_date=day, extracts=extracts, format=fmt, requested_by="cli")  # type: ignore[arg-type]
                 try:
                     await send_start(cfg, cmd)
-                except (PublishError, OSError, ConnectionError) as exc:
+                except PublishError as exc:
                     fail(f"cannot send the push to the scheduler via {redact_url(cfg.amqp_url)}: {exc}")
+                except Exception as exc:  # connecting: unreachable, unknown vhost, refused user
+                    fail(broker_problem(cfg.amqp_url, exc))
                 what = f"{len(cmd.extracts)} listed extract(s)" if cmd.extracts else "the push's list rows"
                 console.print(f"push {day} sent to the scheduler ({what}, format {fmt})")
+                if not await scheduler_listening(cfg, checks=5 if wait else 1):
+                    queue = queue_name(cfg, COMMAND_QUEUE_ROLE)
+                    note = (
+                        f"no scheduler is consuming {queue}: the push waits there until "
+                        "`python -m services.scheduler` runs (with the same OTN_PUSH_EXCHANGE)"
+                    )
+                    if wait:
+                        fail(note, 3)
+                    err_console.print(f"[yellow]warning:[/] {escape(note)}", highlight=False, soft_wrap=True)
                 if not wait:
                     return 0
                 doc = await wait_for_run(sessions, day, since, timeout)
             finally:
                 await engine.dispose()
             print_status(doc)
+            if doc["run"]["format"] != fmt:
+                fail(f"the scheduler did not take format {fmt}: the push's files are {doc['run']['format']}")
             return 0 if doc["run"]["state"] == "completed" else 1
 
         raise typer.Exit(run(go()))
@@ -266,12 +312,8 @@ def register(app: typer.Typer) -> None:
         day = parse_date(push_date)
 
         async def go() -> dict[str, Any]:
-            await ensure_own_tables(cfg)
-            engine = make_engine(cfg.own_database_url)
-            try:
+            async with own_tables_for_reading(cfg) as engine:
                 return await push_status(make_sessionmaker(engine), day)
-            finally:
-                await engine.dispose()
 
         doc = run(go())
         if as_json:

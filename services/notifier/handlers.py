@@ -92,10 +92,12 @@ async def handle_extract_uploaded(msg: ExtractUploaded, ports: NotifierPorts) ->
         new = await tx.record_upload(msg)
         state = await tx.state()
         if state.emailed:
-            if not new:
+            # an extract added to the push (or built again: a late list row, a re-push) after the
+            # project's email went out: complete its job without a second email, and say so in the push
+            # status; keyed by the job's attempt so a rebuild is answered and a redelivery is not
+            attempt = state.attempts.get(msg.job_id, 1)
+            if not new and attempt == 1:
                 return Outcome("already-notified")
-            # an extract added to the push after the project's email went out: complete its job
-            # without a second email, and say so in the push status
             late = ProjectNotified(
                 push_date=push_date,
                 project=project,
@@ -106,7 +108,11 @@ async def handle_extract_uploaded(msg: ExtractUploaded, ports: NotifierPorts) ->
                     "it was not announced by email"
                 ],
             )
-            await tx.emit(PROJECT_NOTIFIED, late, f"{notified_id(push_date, project)}:job:{msg.job_id}")
+            event_id = f"{notified_id(push_date, project)}:job:{msg.job_id}"
+            if attempt > 1:
+                event_id += f":{attempt}"
+            if not await tx.emit(PROJECT_NOTIFIED, late, event_id):
+                return Outcome("already-notified")
             return Outcome("late-job", late)
     if state.missing:
         log.info("%s uploaded; %s still waits for %s", msg.extract.label, project, ", ".join(state.missing))

@@ -44,6 +44,7 @@ class ProjectState:
     missing: list[str] = field(default_factory=list)  # "CODE,YEAR,TYPE" of jobs not uploaded yet
     uploads: list[UploadRecord] = field(default_factory=list)
     ledger: dict[str, tuple[str, str]] = field(default_factory=dict)  # recipient -> (status, message id)
+    attempts: dict[int, int] = field(default_factory=dict)  # job id -> the scheduler's attempt number
 
     @property
     def emailed(self) -> bool:
@@ -119,7 +120,7 @@ class SqlProjectTx:
     async def state(self) -> ProjectState:
         jobs = (
             await self.session.execute(
-                select(Job.id, Job.code, Job.year, Job.type)
+                select(Job.id, Job.code, Job.year, Job.type, Job.attempts)
                 .where(Job.push_date == self.push_date, Job.code == self.project)
                 .order_by(Job.id)
             )
@@ -148,6 +149,7 @@ class SqlProjectTx:
             missing=[f"{j.code},{j.year},{j.type}" for j in jobs if j.id not in uploaded],
             uploads=[UploadRecord(u.job_id, u.year, u.type, u.rows, list(u.files)) for u in uploads],
             ledger={r.recipient: (r.status, r.message_id) for r in ledger},
+            attempts={j.id: j.attempts for j in jobs},
         )
 
     async def claim(self, recipients: Sequence[str], message_id: str) -> None:

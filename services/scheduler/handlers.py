@@ -17,7 +17,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scheduler.lists import ListPort
-from services.scheduler.state import ExistingJob, JobKey, auto_start_due, may_move, plan_start
+from services.scheduler.state import (
+    TERMINAL,
+    ExistingJob,
+    JobKey,
+    auto_start_due,
+    may_move,
+    plan_repush,
+    plan_start,
+)
 from shared.calendar import PushCalendar
 from shared.db import COMPLETED, EXTRACTING, FAILED, NOTIFYING, UPLOADING, Job, PushRun
 from shared.extract_list import ListRow, plan_jobs
@@ -58,7 +66,9 @@ class StartOutcome:
     in_flight: list[str] = field(default_factory=list)
     completed: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    rebuilt: list[str] = field(default_factory=list)  # completed before, built again (late rows, re-push)
     finished: bool = False
+    ignored: str | None = None  # why the command changed nothing
 
 
 def requested_id(push_date: dt.date, key: ExtractKey, attempt: int) -> str:
@@ -89,11 +99,29 @@ async def start_push(cmd: PushStart, ports: SchedulerPorts) -> StartOutcome:
         warnings += [f"{note_job.key.label}: {n}" for n in note_job.notes]
 
     async with ports.sessions() as session, session.begin():
-        run = await _upsert_run(session, cmd, warnings)
+        found_run = await _run_for_update(session, push_date)
         existing = await _jobs_by_key(session, push_date)
-        plan = plan_start(
-            {k: ExistingJob(j.id, j.state, tuple(j.list_row_ids)) for k, j in existing.items()}, planned
-        )
+        busy = [j for j in existing.values() if j.state not in TERMINAL]
+        if found_run is not None and found_run.format != cmd.format and busy:
+            # its files are being built in the recorded format: switching now would mix formats
+            refusal = (
+                f"push.start by {cmd.requested_by} in format {cmd.format} ignored: the push is still "
+                f"running in format {found_run.format}; start it again with --format {cmd.format} "
+                "once it has ended to re-push it"
+            )
+            found_run.warnings = _merge_text(found_run.warnings, [refusal])
+            log.warning("push %s: %s", push_date, refusal)
+            return StartOutcome(run_id=found_run.id, ignored=refusal)
+        repush = found_run is not None and found_run.format != cmd.format
+        if found_run is not None and repush:
+            warnings.append(f"re-push in format {cmd.format} (was {found_run.format}): every extract rebuilt")
+        run = await _upsert_run(session, found_run, cmd, warnings)
+        known = {
+            k: ExistingJob(j.id, j.state, tuple(j.list_row_ids), j.node or "") for k, j in existing.items()
+        }
+        plan = plan_start(known, planned)
+        if repush:
+            plan = plan_repush(plan, known)
         outcome = StartOutcome(run_id=run.id, rejected=warnings[: len(rejects)])
         to_request: list[Job] = []
         for job in plan.new:
@@ -114,28 +142,30 @@ async def start_push(cmd: PushStart, ports: SchedulerPorts) -> StartOutcome:
             session.add(row)
             to_request.append(row)
             outcome.requested.append(job.key.label)
-        for _found, job in plan.retry:
+        for found, job in plan.retry:
             row = existing[(job.key.code, job.key.year, job.key.type)]
             row.state, row.reason, row.run_id = EXTRACTING, None, run.id
             row.attempts += 1
             row.list_row_ids = _merge(row.list_row_ids, job.list_row_ids)
             row.files, row.rows, row.summary, row.warnings = [], None, {}, list(job.notes)
-            row.extracted_at = row.uploaded_at = row.notified_at = None
+            row.extracted_at = row.uploaded_at = row.notified_at = row.completed_at = None
             to_request.append(row)
-            outcome.retried.append(job.key.label)
+            (outcome.rebuilt if found.state == COMPLETED else outcome.retried).append(job.key.label)
         for _found, job in plan.in_flight:
             row = existing[(job.key.code, job.key.year, job.key.type)]
-            row.list_row_ids = _merge(row.list_row_ids, job.list_row_ids)
+            late = [i for i in job.list_row_ids if i not in (row.list_row_ids or [])]
+            if late:
+                # the build may have read the data before these rows were added: they stay pending
+                # (not completed with files that may not hold their changes) for the next start
+                shown = ", ".join(map(str, late))
+                note = (
+                    f"{job.key.label}: list row(s) {shown} added while it was being built are left "
+                    "pending; start the push again once it has ended to rebuild it"
+                )
+                run.warnings = _merge_text(run.warnings, [note])
             outcome.in_flight.append(job.key.label)
         for _found, job in plan.completed:
-            row = existing[(job.key.code, job.key.year, job.key.type)]
             outcome.completed.append(job.key.label)
-            new_rows = [i for i in job.list_row_ids if i not in row.list_row_ids]
-            if new_rows:
-                # the extract was already made, uploaded and announced in this push: its new list rows
-                # are done by that same work
-                row.list_row_ids = _merge(row.list_row_ids, new_rows)
-                await ports.lists.mark_completed(new_rows)
         await session.flush()
         jobs_now = [*to_request, *(existing[(j.key.code, j.key.year, j.key.type)] for _, j in plan.in_flight)]
         ready = PushReady(push_date=push_date, run_id=run.id, jobs=[_key(j) for j in jobs_now])
@@ -163,7 +193,7 @@ async def start_push(cmd: PushStart, ports: SchedulerPorts) -> StartOutcome:
         push_date,
         cmd.requested_by,
         len(outcome.requested),
-        len(outcome.retried),
+        len(outcome.retried) + len(outcome.rebuilt),
         len(outcome.in_flight),
         len(outcome.completed),
         len(rejects),
@@ -177,10 +207,15 @@ def _merge(current: Sequence[int] | None, more: Sequence[int]) -> list[int]:
     return merged
 
 
-async def _upsert_run(session: AsyncSession, cmd: PushStart, warnings: list[str]) -> PushRun:
-    run = (
-        await session.execute(select(PushRun).where(PushRun.push_date == cmd.push_date).with_for_update())
+async def _run_for_update(session: AsyncSession, push_date: dt.date) -> PushRun | None:
+    return (
+        await session.execute(select(PushRun).where(PushRun.push_date == push_date).with_for_update())
     ).scalar_one_or_none()
+
+
+async def _upsert_run(
+    session: AsyncSession, run: PushRun | None, cmd: PushStart, warnings: list[str]
+) -> PushRun:
     if run is None:
         run = PushRun(
             push_date=cmd.push_date, format=cmd.format, state="running", requested_by=cmd.requested_by

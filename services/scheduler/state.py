@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from shared.calendar import PushCalendar
 from shared.db import COMPLETED, EXTRACTING, FAILED, LISTED, NOTIFYING, UPLOADING
 from shared.extract_list import ListActivity, PlannedJob
+from shared.messages import ExtractKey
 
 RANK = {LISTED: 0, EXTRACTING: 1, UPLOADING: 2, NOTIFYING: 3, COMPLETED: 4, FAILED: 4}
 TERMINAL = frozenset({COMPLETED, FAILED})
@@ -28,6 +29,7 @@ class ExistingJob:
     id: int
     state: str
     list_row_ids: tuple[int, ...] = ()
+    node: str = ""
 
 
 @dataclass
@@ -50,10 +52,31 @@ def plan_start(existing: dict[JobKey, ExistingJob], planned: list[PlannedJob]) -
         elif found.state == FAILED:
             plan.retry.append((found, job))
         elif found.state == COMPLETED:
-            plan.completed.append((found, job))
+            if any(i not in found.list_row_ids for i in job.list_row_ids):
+                # rows added after it was made may come with new data: build it again rather than
+                # complete them with files made before they existed
+                plan.retry.append((found, job))
+            else:
+                plan.completed.append((found, job))
         else:
             plan.in_flight.append((found, job))
     return plan
+
+
+def plan_repush(plan: StartPlan, existing: dict[JobKey, ExistingJob]) -> StartPlan:
+    """A start in another format than the run's: every job is built again, so no file keeps the old one.
+
+    Only for a run with nothing in flight (the caller refuses the switch otherwise)."""
+    planned = {(j.key.code, j.key.year, j.key.type) for j in plan.new} | {
+        (j.key.code, j.key.year, j.key.type) for _, j in (*plan.retry, *plan.in_flight, *plan.completed)
+    }
+    again = StartPlan(new=plan.new, retry=[*plan.retry, *plan.in_flight, *plan.completed])
+    for key, found in existing.items():
+        if key not in planned:
+            code, year, type_code = key
+            extract = ExtractKey(code=code, year=year, type=type_code)  # type: ignore[arg-type]
+            again.retry.append((found, PlannedJob(key=extract, node=found.node)))
+    return again
 
 
 def auto_start_due(

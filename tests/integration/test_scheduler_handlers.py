@@ -113,19 +113,94 @@ async def test_start_complete_and_restart_with_a_late_list_row(sessions) -> None
     assert "push.completed:2024-06-13:2" in await outbox_ids(sessions)
 
     again = await handlers.start_push(PushStart(push_date=PUSH), ports)
-    assert again.retried == ["HFX,2023,q"] and again.completed == ["NSBS,2024,t"] and not again.requested
-    assert 4 in lists.completed  # done by the work already done for that extract
+    # the row added after NSBS was made may come with new data: NSBS is built again, not completed with
+    # the files made before the row existed
+    assert again.retried == ["HFX,2023,q"] and again.rebuilt == ["NSBS,2024,t"] and not again.requested
+    assert 4 not in lists.completed
     by_label = await jobs(sessions)
-    assert by_label["NSBS,2024,t"].state == COMPLETED and sorted(by_label["NSBS,2024,t"].list_row_ids) == [
-        1,
-        3,
-        4,
-    ]
+    nsbs = by_label["NSBS,2024,t"]
+    assert nsbs.state == EXTRACTING and nsbs.attempts == 2 and sorted(nsbs.list_row_ids) == [1, 3, 4]
+    assert nsbs.files == [] and nsbs.completed_at is None
     assert by_label["HFX,2023,q"].state == EXTRACTING and by_label["HFX,2023,q"].attempts == 2
-    assert "extract.requested:2024-06-13:HFX:2023:q:2" in await outbox_ids(sessions)
+    ids = await outbox_ids(sessions)
+    assert "extract.requested:2024-06-13:HFX:2023:q:2" in ids
+    assert "extract.requested:2024-06-13:NSBS:2024:t:2" in ids
     async with sessions() as s:
         run = (await s.execute(select(PushRun))).scalar_one()
     assert run.state == "running" and run.restarted_at is not None and run.finished_at is None
+    # its new email-less completion completes the late row too
+    late = ProjectNotified(push_date=PUSH, project="NSBS", job_ids=[nsbs.id], recipients=[])
+    assert await handlers.on_project_notified(late, ports) == [nsbs.id]
+    assert 4 in lists.completed
+
+
+async def test_a_row_added_while_its_extract_is_built_stays_pending(sessions) -> None:  # type: ignore[no-untyped-def]
+    lists = FakeLists([ListRow(1, "NSBS,2024,t")], {"NSBS": "OTN"})
+    ports = handlers.SchedulerPorts(sessions=sessions, lists=lists)  # type: ignore[arg-type]
+    await handlers.start_push(PushStart(push_date=PUSH), ports)
+    lists.rows.append(ListRow(2, "NSBS,2024,t"))
+    out = await handlers.start_push(PushStart(push_date=PUSH), ports)
+    assert out.in_flight == ["NSBS,2024,t"]
+    nsbs = (await jobs(sessions))["NSBS,2024,t"]
+    assert nsbs.list_row_ids == [1]
+    done = ProjectNotified(push_date=PUSH, project="NSBS", job_ids=[nsbs.id], recipients=["a@b.org"])
+    await handlers.on_project_notified(done, ports)
+    assert lists.completed == [1]  # row 2 is not completed with files that may predate it
+    async with sessions() as s:
+        run = (await s.execute(select(PushRun))).scalar_one()
+    assert any("list row(s) 2" in w and "start the push again" in w for w in run.warnings)
+    again = await handlers.start_push(PushStart(push_date=PUSH), ports)
+    assert again.rebuilt == ["NSBS,2024,t"]
+
+
+async def requested_formats(sessions) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    async with sessions() as s:
+        rows = (
+            await s.execute(
+                select(OutboxMessage.message_id, OutboxMessage.payload).where(
+                    OutboxMessage.routing_key == "extract.requested"
+                )
+            )
+        ).all()
+    return {mid: payload["format"] for mid, payload in rows}
+
+
+async def test_another_format_on_a_finished_push_rebuilds_every_extract(sessions) -> None:  # type: ignore[no-untyped-def]
+    lists = FakeLists([ListRow(1, "NSBS,2024,t"), ListRow(2, "HFX,2023,q")], {"NSBS": "OTN", "HFX": "OTN"})
+    ports = handlers.SchedulerPorts(sessions=sessions, lists=lists)  # type: ignore[arg-type]
+    await handlers.start_push(PushStart(push_date=PUSH, format="2025"), ports)
+    by_label = await jobs(sessions)
+    done = ProjectNotified(
+        push_date=PUSH, project="X", job_ids=[j.id for j in by_label.values()], recipients=["a@b.org"]
+    )
+    await handlers.on_project_notified(done, ports)
+    assert sorted(lists.completed) == [1, 2]
+
+    # every list row is completed, so the list selects nothing: the re-push still rebuilds every job
+    out = await handlers.start_push(PushStart(push_date=PUSH, format="legacy"), ports)
+    assert sorted(out.rebuilt) == ["HFX,2023,q", "NSBS,2024,t"] and out.ignored is None
+    async with sessions() as s:
+        run = (await s.execute(select(PushRun))).scalar_one()
+    assert run.format == "legacy" and run.state == "running"
+    assert all(j.state == EXTRACTING and j.attempts == 2 for j in (await jobs(sessions)).values())
+    formats = await requested_formats(sessions)
+    assert formats["extract.requested:2024-06-13:NSBS:2024:t:2"] == "legacy"
+    assert formats["extract.requested:2024-06-13:HFX:2023:q:2"] == "legacy"
+
+
+async def test_another_format_while_the_push_runs_is_ignored_and_said(sessions) -> None:  # type: ignore[no-untyped-def]
+    lists = FakeLists([ListRow(1, "NSBS,2024,t")], {"NSBS": "OTN"})
+    ports = handlers.SchedulerPorts(sessions=sessions, lists=lists)  # type: ignore[arg-type]
+    await handlers.start_push(PushStart(push_date=PUSH, format="2025"), ports)
+    before = await outbox_ids(sessions)
+    out = await handlers.start_push(PushStart(push_date=PUSH, format="legacy"), ports)
+    assert out.ignored is not None and "still running in format 2025" in out.ignored
+    async with sessions() as s:
+        run = (await s.execute(select(PushRun))).scalar_one()
+    assert run.format == "2025"  # the format the files are being built in
+    assert any("ignored" in w and "--format legacy" in w for w in run.warnings)
+    assert await outbox_ids(sessions) == before
+    assert set((await requested_formats(sessions)).values()) == {"2025"}
 
 
 async def test_only_invalid_rows_finish_the_run_as_failed(sessions) -> None:  # type: ignore[no-untyped-def]

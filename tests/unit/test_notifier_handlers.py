@@ -28,6 +28,7 @@ class Tables:
     jobs: dict[int, tuple[dt.date, str, int, str]] = field(default_factory=dict)
     uploads: dict[int, tuple[dt.date, str, UploadRecord]] = field(default_factory=dict)
     ledger: dict[tuple[dt.date, str, str], tuple[str, str]] = field(default_factory=dict)
+    attempts: dict[int, int] = field(default_factory=dict)
     outbox: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
 
@@ -64,6 +65,7 @@ class FakeTx:
             ledger={
                 r: v for (d, p, r), v in self.t.ledger.items() if d == self.push_date and p == self.project
             },
+            attempts={jid: self.t.attempts.get(jid, 1) for jid in jobs},
         )
 
     async def claim(self, recipients: Sequence[str], message_id: str) -> None:
@@ -374,6 +376,22 @@ async def test_extract_added_after_the_email_completes_without_a_second_email() 
     again = await handle_extract_uploaded(uploaded(9, year=2020), p)
     assert again.status == "already-notified"
     assert len(repo.tables.outbox) == 2
+
+
+async def test_an_extract_built_again_after_the_email_completes_without_a_second_email() -> None:
+    """A late list row or a re-push builds a completed job again (same job id, next attempt): its
+    upload must complete it again, or the job waits in `notifying` for ever."""
+    repo = repo_with_jobs((1, "NSBS", 2022, "t"))
+    mailer = RecordingMailer()
+    p = ports(repo, mailer)
+    assert (await handle_extract_uploaded(uploaded(1), p)).status == "notified"
+    assert (await handle_extract_uploaded(uploaded(1), p)).status == "already-notified"  # redelivery
+    repo.tables.attempts[1] = 2
+    rebuilt = await handle_extract_uploaded(uploaded(1), p)
+    assert rebuilt.status == "late-job" and rebuilt.event is not None and rebuilt.event.job_ids == [1]
+    assert "project.notified:2025-06-12:NSBS:job:1:2" in repo.tables.outbox
+    assert (await handle_extract_uploaded(uploaded(1), p)).status == "already-notified"
+    assert len(mailer.sent) == 1
 
 
 async def test_server_refused_recipient_is_recorded_and_reported() -> None:

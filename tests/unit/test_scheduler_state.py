@@ -40,13 +40,14 @@ def planned(code: str) -> PlannedJob:
 
 def test_restart_plan() -> None:
     existing = {
-        ("DONE", 2022, "t"): ExistingJob(1, COMPLETED),
+        ("DONE", 2022, "t"): ExistingJob(1, COMPLETED, (1,)),
         ("BAD", 2022, "t"): ExistingJob(2, FAILED),
         ("BUSY", 2022, "t"): ExistingJob(3, UPLOADING),
+        ("LATE", 2022, "t"): ExistingJob(4, COMPLETED, (7,)),  # made before list row 1 was added
     }
-    plan = plan_start(existing, [planned(c) for c in ("DONE", "BAD", "BUSY", "NEW")])
+    plan = plan_start(existing, [planned(c) for c in ("DONE", "BAD", "BUSY", "NEW", "LATE")])
     assert [j.key.code for j in plan.new] == ["NEW"]
-    assert [(e.id, j.key.code) for e, j in plan.retry] == [(2, "BAD")]
+    assert [(e.id, j.key.code) for e, j in plan.retry] == [(2, "BAD"), (4, "LATE")]
     assert [e.id for e, _ in plan.in_flight] == [3]
     assert [e.id for e, _ in plan.completed] == [1]
 

@@ -1,0 +1,115 @@
+"""What a fresh user found in `otn-push push start|status` (CLI as a process, real PostgreSQL/RabbitMQ)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import asyncpg
+import pytest
+from sqlalchemy import select
+
+from shared.db import PushRun, make_engine, make_sessionmaker
+from shared.nodes import ensure_database
+from shared.settings import Settings
+from tests.conftest import PG_ADMIN, pg_url
+from tests.integration.conftest import Rabbit
+from tests.integration.test_scheduler_cli import cli, environment
+
+pytestmark = pytest.mark.integration
+
+PUSH = dt.date(2025, 6, 12)
+
+
+async def own_schema_exists(url: str) -> bool:
+    conn = await asyncpg.connect(url)
+    try:
+        return bool(await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = 'otn_push'"))
+    finally:
+        await conn.close()
+
+
+async def test_push_status_reads_only_and_names_what_is_wrong(make_nodes, make_settings) -> None:
+    nodes = await make_nodes("OTN")
+    fresh = pg_url(f"otn_push_test_{uuid.uuid4().hex[:10]}_fresh")
+    await ensure_database("fresh", fresh)
+    try:
+        env = environment(make_settings(nodes=nodes, database_url=fresh))
+        code, out, err = await cli(env, "push", "status", "--push-date", PUSH.isoformat())
+        assert code == 1 and "no otn-push tables yet" in err and "otn-push db upgrade" in err
+        assert not await own_schema_exists(fresh)  # a read command wrote nothing
+
+        # nothing listens on port 1: unreachable, naming the host, never the password
+        env["OTN_PUSH_DATABASE_URL"] = "postgresql://otnpush:s3cret-pw@127.0.0.1:1/otn"
+        code, out, err = await cli(env, "push", "status", "--push-date", PUSH.isoformat())
+        assert code == 1 and "127.0.0.1:1/otn is unreachable" in err and "migrated" not in err
+        assert "s3cret-pw" not in err + out
+        code, out, err = await cli(env, "db", "upgrade")
+        assert code == 1 and "unreachable" in err and "s3cret-pw" not in err + out
+    finally:
+        admin = await asyncpg.connect(PG_ADMIN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{fresh.rsplit("/", 1)[1]}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def record_run(url: str, state: str, fmt: str) -> None:
+    engine = make_engine(url)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            run = (
+                await session.execute(select(PushRun).where(PushRun.push_date == PUSH))
+            ).scalar_one_or_none()
+            if run is None:
+                session.add(
+                    PushRun(push_date=PUSH, format=fmt, state=state, requested_by="test", warnings=[])
+                )
+            else:
+                run.state, run.format = state, fmt
+    finally:
+        await engine.dispose()
+
+
+async def test_push_start_with_another_format_is_refused_while_running_and_repushes_after(
+    make_nodes, make_settings, own_db: str, rabbit: Rabbit
+) -> None:
+    nodes = await make_nodes("OTN")
+    settings: Settings = make_settings(nodes=nodes)
+    rabbit.track(settings)
+    env = environment(settings)
+    await record_run(own_db, "running", "2025")
+    code, out, err = await cli(env, "push", "start", "--push-date", PUSH.isoformat(), "--format", "legacy")
+    assert code == 1 and "running in format 2025" in err and "--format legacy" in err
+    assert "sent to the scheduler" not in out
+
+    # resuming without --format keeps the push's format, whatever OTN_PUSH_EXTRACT_FORMAT says
+    await record_run(own_db, "failed", "legacy")
+    env["OTN_PUSH_EXTRACT_FORMAT"] = "2025"
+    code, out, err = await cli(env, "push", "start", "--push-date", PUSH.isoformat())
+    assert code == 0, err
+    assert "format legacy" in out and "re-push" not in out
+
+    code, out, err = await cli(env, "push", "start", "--push-date", PUSH.isoformat(), "--format", "2025")
+    assert code == 0, err
+    assert "re-push" in out and "every extract" in out and "format 2025" in out
+
+
+async def test_push_start_says_what_is_wrong_with_the_broker(
+    make_nodes, make_settings, rabbit: Rabbit
+) -> None:
+    nodes = await make_nodes("OTN")
+    settings: Settings = make_settings(nodes=nodes)
+    rabbit.track(settings)
+    env = environment(settings)
+    env["OTN_PUSH_AMQP_URL"] = "amqp://guest:guest@127.0.0.1:5672/otn-push-no-such-vhost-" + uuid.uuid4().hex
+    code, out, err = await cli(env, "push", "start", "--push-date", PUSH.isoformat())
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "vhost 'otn-push-no-such-vhost-" in err and "guest:guest" not in err
+
+    # no scheduler runs: --wait says so and gives up instead of waiting for ever
+    env["OTN_PUSH_AMQP_URL"] = settings.amqp_url
+    code, out, err = await cli(env, "push", "start", "--push-date", PUSH.isoformat(), "--wait")
+    assert code == 3 and "no scheduler is consuming" in err and "scheduler.commands" in err
+    code, out, err = await cli(env, "push", "start", "--push-date", PUSH.isoformat())
+    assert code == 0 and "sent to the scheduler" in out and "no scheduler is consuming" in err
