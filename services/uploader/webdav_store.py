@@ -38,8 +38,10 @@ FOLDER = "detection-extracts"
 TRANSIENT_STATUS = {408, 409, 423, 425, 429}
 PROPFIND_BODY = (
     b'<?xml version="1.0" encoding="utf-8"?>'
-    b'<D:propfind xmlns:D="DAV:"><D:prop><D:getcontentlength/></D:prop></D:propfind>'
+    b'<D:propfind xmlns:D="DAV:"><D:prop><D:getcontentlength/><D:resourcetype/></D:prop></D:propfind>'
 )
+
+XML = {"Content-Type": "application/xml; charset=utf-8"}
 
 
 def _shown(url: str) -> str:
@@ -52,7 +54,7 @@ def _shown(url: str) -> str:
 
 def temp_name_pattern(name: str) -> re.Pattern[str]:
     """The temporary names this store gives `name` while it is being uploaded."""
-    return re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{12}}\.part")
+    return re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{12}}\.tmp")
 
 
 class WebDavStore:
@@ -101,7 +103,7 @@ class WebDavStore:
             except OSError as exc:
                 raise SourceError(f"staged file {local} cannot be read: {exc.strerror or exc}") from None
             folder = final.rsplit("/", 1)[0]
-            temp = f"{folder}/{quote(f'.{name}.{uuid.uuid4().hex[:12]}.part', safe='')}"
+            temp = f"{folder}/{quote(f'.{name}.{uuid.uuid4().hex[:12]}.tmp', safe='')}"
             try:
                 await self._upload(client, local, temp, size, sha256, location)
                 await self._move(client, temp, final)
@@ -162,15 +164,31 @@ class WebDavStore:
             response = await self._request(client, "MKCOL", url)
             if response.status_code == 405:  # already there (RFC 4918 9.3.1)
                 continue
+            if response.status_code == 409:  # RFC 4918 9.3.1: a parent collection is missing
+                raise StoreUnavailable(
+                    f"{self.label}: MKCOL {_shown(url)} answered 409 Conflict: its parent collection is "
+                    "missing (OTN_PUSH_WEBDAV_URL must name an existing collection)"
+                )
             self._expect(response, "MKCOL", url, {200, 201})
 
     async def _size(self, client: httpx.AsyncClient, url: str) -> int | None:
-        """The size of the file at `url`: None if there is none, -1 if the server does not say."""
-        response = await self._request(client, "HEAD", url)
+        """The size of the file at `url`: None if there is none, -1 if the server does not say.
+
+        PROPFIND rather than HEAD: a collection at a file's name must be refused, not replaced (a MOVE
+        over it would delete everything in it)."""
+        response = await self._request(
+            client, "PROPFIND", url, content=PROPFIND_BODY, headers={"Depth": "0", **XML}
+        )
         if response.status_code == 404:
             return None
-        self._expect(response, "HEAD", url, {200})
-        length = response.headers.get("Content-Length", "")
+        self._expect(response, "PROPFIND", url, {207})
+        try:
+            answer = ElementTree.fromstring(response.content)
+        except ElementTree.ParseError:
+            raise StoreUnavailable(f"{self.label}: PROPFIND {_shown(url)} answered unreadable XML") from None
+        if answer.find(".//{DAV:}resourcetype/{DAV:}collection") is not None:
+            raise StoreUnavailable(f"{self.label}: {_shown(url)} is a collection where a file should be")
+        length = (answer.findtext(".//{DAV:}getcontentlength") or "").strip()
         return int(length) if length.isdigit() else -1
 
     async def _sha256(self, client: httpx.AsyncClient, url: str) -> str | None:
@@ -200,7 +218,7 @@ class WebDavStore:
                 "PROPFIND",
                 f"{folder}/",
                 content=PROPFIND_BODY,
-                headers={"Depth": "1", "Content-Type": "application/xml; charset=utf-8"},
+                headers={"Depth": "1", **XML},
             )
             if response.status_code != 207:
                 return

@@ -248,11 +248,35 @@ async def test_leftover_temporary_files_of_an_interrupted_upload_are_removed(
     url, folder = share
     collection = folder / "nsbs" / "detection-extracts"
     collection.mkdir(parents=True)
-    (collection / f".{NAME}.0123456789ab.part").write_bytes(b"half an upload of a killed uploader")
-    (collection / ".other.zip.0123456789ab.part").write_bytes(b"another file's: not ours to judge")
+    (collection / f".{NAME}.0123456789ab.tmp").write_bytes(b"half an upload of a killed uploader")
+    (collection / ".other.zip.0123456789ab.tmp").write_bytes(b"another file's: not ours to judge")
     local, sha = staged(tmp_path, b"complete")
     await store_of(webdav, url).put(local, node="OTN", code="NSBS", name=NAME, sha256=sha)
-    assert held(folder) == ["nsbs/detection-extracts/.other.zip.0123456789ab.part", FINAL]
+    assert held(folder) == ["nsbs/detection-extracts/.other.zip.0123456789ab.tmp", FINAL]
+
+
+async def test_a_missing_base_collection_is_named(
+    webdav: WebDavServer, share: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, folder = share
+    local, sha = staged(tmp_path, b"content")
+    with pytest.raises(StoreUnavailable, match="OTN_PUSH_WEBDAV_URL must name an existing collection"):
+        await store_of(webdav, f"{url}/no-such-folder").put(
+            local, node="OTN", code="NSBS", name=NAME, sha256=sha
+        )
+    assert list(folder.iterdir()) == []
+
+
+async def test_a_collection_at_the_file_name_is_refused_and_kept(
+    webdav: WebDavServer, share: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, folder = share
+    (folder / FINAL).mkdir(parents=True)
+    (folder / FINAL / "keep.txt").write_bytes(b"someone's")
+    local, sha = staged(tmp_path, b"content")
+    with pytest.raises(StoreUnavailable, match="is a collection where a file should be"):
+        await store_of(webdav, url).put(local, node="OTN", code="NSBS", name=NAME, sha256=sha)
+    assert held(folder) == [f"{FINAL}/keep.txt"]
 
 
 async def test_an_unreachable_server_is_transient(tmp_path: Path) -> None:
