@@ -87,3 +87,17 @@ class PushCalendar:
         """The most recent push date not after `today` (this year or last)."""
         candidates = [p for year in (today.year - 1, today.year) for p in self.dates(year) if p.date <= today]
         return max(candidates, key=lambda p: p.date) if candidates else None
+
+    def around(self, day: dt.date) -> tuple[PushDate | None, PushDate]:
+        """The push dates just before and just after `day` (for saying what a non-push date is near)."""
+        return self.latest_on_or_before(day - dt.timedelta(days=1)), self.next_push(
+            day + dt.timedelta(days=1)
+        )
+
+    def not_a_push_date(self, day: dt.date) -> str | None:
+        """None for a push date; else a sentence naming the day and the push dates around it."""
+        if self.is_push_date(day):
+            return None
+        before, after = self.around(day)
+        near = " or ".join(p.date.isoformat() for p in (before, after) if p is not None)
+        return f"{day.isoformat()} is not a push date (nearest: {near}; see `otn-push calendar`)"

@@ -9,7 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from otn_push.cli.common import console, fail, run, settings
+from otn_push.cli.common import console, err_console, fail, run, settings
+from shared.calendar import PushCalendar
 from shared.extract_list import ExtractListError, add_rows, known_projects, list_records, parse_extract
 from shared.nodes import NodeUnavailable, connection
 
@@ -30,12 +31,19 @@ def register(app: typer.Typer) -> None:
         entries: list[str] = typer.Argument(..., help="Extracts as CODE,YEAR,TYPE (e.g. NSBS,2022,t)."),
         push_date: str = typer.Option(..., "--push-date", help="Push date (YYYY-MM-DD)."),
         issue_link: str | None = typer.Option(None, "--issue-link", help="Ticket whose data changed these."),
+        force: bool = typer.Option(False, "--force", help="Add them even if the date is not a push date."),
     ) -> None:
         """Add rows to a push's extract list (in OTN the matching step does this).
 
-        Every entry is checked first: one bad entry adds nothing."""
+        Every entry is checked first: one bad entry adds nothing. A date that is not a push date (see
+        `otn-push calendar`) is refused unless --force: no push would ever select those rows."""
         cfg = settings()
         day = parse_date(push_date)
+        off_calendar = PushCalendar(cfg.push_dates).not_a_push_date(day)
+        if off_calendar is not None:
+            if not force:
+                fail(f"--push-date {off_calendar}: nothing added (--force adds them anyway)")
+            err_console.print(f"[yellow]warning:[/] --push-date {escape(off_calendar)}", highlight=False)
         labels: list[str] = []
         errors: list[str] = []
         for entry in entries:

@@ -57,7 +57,13 @@ def register(app: typer.Typer) -> None:
                     def step(s: str, t: TaskID = task, name: str = c.file) -> None:
                         bar.update(t, description=f"{name}: {s}")
 
-                    report = await write_collected(cfg.nodes, c, step)
+                    try:
+                        report = await write_collected(cfg.nodes, c, step)
+                    except LoadError as exc:  # e.g. a project another node holds: nothing of it written
+                        bar.remove_task(task)
+                        refused.append(str(exc))
+                        err_console.print(escape(f"refused {exc} (nothing of it loaded)"), soft_wrap=True)
+                        continue
                     bar.remove_task(task)
                     parts = [
                         f"{n}: {k.detections:,} detections, {k.releases} releases, {k.animals} animals, "

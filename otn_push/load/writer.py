@@ -1,6 +1,11 @@
 """Writing collected records into the node databases: COPY into temp tables, then set-based upserts.
 
 Upserts "fill in, never blank out": a value in the file replaces the stored one, an empty value keeps it.
+Project-level values (citation, institution, local area, species sharing, contacts) are replaced only by
+a file at least as recent as the one that set them, judged by the file's dates (its latest
+`dateLastModified`, else its latest detection), kept in `otn_resources.datelastmodified`; an older file
+only fills in what is missing. A project is held by one node: a file that would register it in another
+node than the one holding it is refused.
 A detection whose stored time is the same instant cut to the minute (a re-saved file that lost its
 seconds, e.g. the PROJ61 sample) is the same detection: the time with seconds wins whichever comes first.
 All nodes a file touches are written in one transaction each, committed only after every node succeeded.
@@ -17,10 +22,14 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from otn_push.load.collect import DETECTION_COLUMNS, Collected, NodeBatch
+from otn_push.load.reader import LoadError
 from shared.nodes import connect, ensure_partitions, init_schema
 from shared.nodeschema import CR, A, C, D, M, P, R
 
-PROJECT_COLUMNS = [P.code, P.node, P.project_type, P.institution, P.citation, P.local_area, P.shares_species]
+PROJECT_COLUMNS = [
+    P.code, P.node, P.project_type, P.institution, P.citation, P.local_area, P.shares_species,
+    P.date_modified,
+]  # fmt: skip
 ANIMAL_COLUMNS = [A.catalog, A.project, A.scientific_name, A.common_name, A.placeholder]
 RELEASE_COLUMNS = [
     R.tagname, R.catalog, R.project, R.tag_kind, R.release_time, R.locality, R.latitude, R.longitude,
@@ -80,19 +89,60 @@ async def _upsert(
     )
 
 
-async def _write_projects(conn: asyncpg.Connection, batch: NodeBatch) -> None:
+def file_as_of(collected: Collected) -> dt.date | None:
+    """How recent the file is: its latest `dateLastModified`, else the day of its latest detection."""
+    modified = DETECTION_COLUMNS.index(D.date_modified)
+    collected_at = DETECTION_COLUMNS.index(D.datecollected)
+    release_modified = RELEASE_COLUMNS.index(R.date_modified)
+    dates: list[dt.date] = []
+    times: list[dt.date] = []
+    for batch in collected.nodes.values():
+        dates += [d[modified] for d in batch.detections.values() if d[modified] is not None]
+        dates += [r[release_modified] for r in batch.releases.values() if r[release_modified] is not None]
+        times += [d[collected_at].date() for d in batch.detections.values() if d[collected_at] is not None]
+    return max(dates) if dates else (max(times) if times else None)
+
+
+def _newer_or_fill(column: str) -> str:
+    """The file's value when it is at least as recent as the stored one's, else only fill in."""
+    return (
+        f"CASE WHEN t.{P.date_modified} IS NULL OR s.{P.date_modified} >= t.{P.date_modified} "
+        f"THEN COALESCE(s.{column}, t.{column}) ELSE COALESCE(t.{column}, s.{column}) END"
+    )
+
+
+async def _write_projects(conn: asyncpg.Connection, batch: NodeBatch, as_of: dt.date | None) -> None:
+    codes = list(batch.projects)
+    stored = {
+        r[0]: r[1]
+        for r in await conn.fetch(
+            f"SELECT {P.code}, {P.date_modified} FROM {P.table} WHERE {P.code} = ANY($1::text[])", codes
+        )
+    }
+    # the same test as _newer_or_fill, for the contacts
+    newer = {c for c in codes if stored.get(c) is None or (as_of is not None and as_of >= stored[c])}
     records = [
-        (p.code, p.node, p.project_type, p.institution, p.citation, p.local_area, p.shares_species)
+        (p.code, p.node, p.project_type, p.institution, p.citation, p.local_area, p.shares_species, as_of)
         for p in batch.projects.values()
     ]
+    special = {
+        c: _newer_or_fill(c) for c in (P.node, P.institution, P.citation, P.local_area, P.shares_species)
+    }
+    special[P.project_type] = (
+        f"CASE WHEN s.{P.project_type} = t.{P.project_type} THEN t.{P.project_type} ELSE 'data' END"
+    )
+    special[P.date_modified] = f"GREATEST(s.{P.date_modified}, t.{P.date_modified})"
     await _upsert(
-        conn, P.table, PROJECT_COLUMNS, [P.code], records,
-        special={P.project_type: f"CASE WHEN s.{P.project_type} = t.{P.project_type} "
-                                 f"THEN t.{P.project_type} ELSE 'data' END"},
+        conn,
+        P.table,
+        PROJECT_COLUMNS,
+        [P.code],
+        records,
+        special=special,
         defaults={P.shares_species: "true"},
-    )  # fmt: skip
+    )
     contacts = [
-        (p.code, role, position, name, email)
+        (p.code, role, position, name, email, p.code in newer)
         for p in batch.projects.values()
         for role, people in p.contacts.items()
         for position, (name, email) in enumerate(people, start=1)
@@ -100,13 +150,18 @@ async def _write_projects(conn: asyncpg.Connection, batch: NodeBatch) -> None:
     if not contacts:
         return
     await conn.execute(
-        "CREATE TEMP TABLE tmp_contacts (code text, role text, position int, name text, email text) "
-        "ON COMMIT DROP"
+        "CREATE TEMP TABLE tmp_contacts (code text, role text, position int, name text, email text, "
+        "newer boolean) ON COMMIT DROP"
     )
     await conn.copy_records_to_table("tmp_contacts", records=contacts, schema_name="pg_temp")
     await conn.execute(
         f"INSERT INTO {C.table} ({C.name}, {C.email}) SELECT DISTINCT name, email FROM tmp_contacts "
         "ON CONFLICT DO NOTHING"
+    )
+    # an older file's contacts only fill a role that has none
+    await conn.execute(
+        f"DELETE FROM tmp_contacts s WHERE NOT s.newer AND EXISTS (SELECT 1 FROM {CR.table} t "
+        f"WHERE t.{CR.project} = s.code AND t.{CR.role} = s.role)"
     )
     await conn.execute(
         f"DELETE FROM {CR.table} t USING (SELECT DISTINCT code, role FROM tmp_contacts) s "
@@ -151,8 +206,8 @@ async def _write_detections(conn: asyncpg.Connection, batch: NodeBatch) -> None:
     )
 
 
-async def _write_node(conn: asyncpg.Connection, batch: NodeBatch) -> NodeCounts:
-    await _write_projects(conn, batch)
+async def _write_node(conn: asyncpg.Connection, batch: NodeBatch, as_of: dt.date | None) -> NodeCounts:
+    await _write_projects(conn, batch, as_of)
     animals = [(cat, *rest) for cat, rest in batch.animals.items()]
     await _upsert(
         conn, A.table, ANIMAL_COLUMNS, [A.catalog], animals,
@@ -212,6 +267,34 @@ async def _resolve_animals(conns: dict[str, asyncpg.Connection], collected: Coll
             del batch.animals[catalog]
 
 
+async def _refuse_projects_held_elsewhere(
+    nodes: dict[str, str], conns: dict[str, asyncpg.Connection], collected: Collected
+) -> None:
+    """A project lives in one node: registering it in a second one (the same legacy file loaded with
+    another --node) would make its extracts ambiguous, so the file is refused naming the holder."""
+    wanted = {code: node for node, batch in collected.nodes.items() for code in batch.projects}
+    if not wanted:
+        return
+    for other in sorted(nodes):
+        async with AsyncExitStack() as stack:
+            conn = conns.get(other)
+            if conn is None:
+                conn = await connect(other, nodes[other])
+                stack.push_async_callback(conn.close)
+            held = await conn.fetch(
+                f"SELECT {P.code} FROM {P.table} WHERE {P.code} = ANY($1::text[])", list(wanted)
+            )
+        clashes = sorted(str(r[0]) for r in held if wanted[str(r[0])] != other)
+        if clashes:
+            code = clashes[0]
+            more = f" (and {', '.join(clashes[1:])})" if len(clashes) > 1 else ""
+            raise LoadError(
+                collected.file,
+                f"project {code}{more} is already held by node {other}; this file would register it in "
+                f"node {wanted[code]} too (load it with --node {other}, or remove it from {other} first)",
+            )
+
+
 async def write_collected(
     nodes: dict[str, str], collected: Collected, status: Callable[[str], None] | None = None
 ) -> WriteReport:
@@ -227,7 +310,9 @@ async def write_collected(
             stack.push_async_callback(conn.close)
             await init_schema(conn)
             conns[node] = conn
+        await _refuse_projects_held_elsewhere(nodes, conns, collected)
         await _resolve_animals(conns, collected)
+        as_of = file_as_of(collected)
         transactions = []
         for node in sorted(collected.nodes):
             tr = conns[node].transaction()
@@ -237,7 +322,7 @@ async def write_collected(
             for node in sorted(collected.nodes):
                 if status is not None:
                     status(f"writing node {node}")
-                report.nodes[node] = await _write_node(conns[node], collected.nodes[node])
+                report.nodes[node] = await _write_node(conns[node], collected.nodes[node], as_of)
         except BaseException:
             for tr in transactions:
                 await tr.rollback()

@@ -235,3 +235,62 @@ async def test_a_zip_with_a_data_description_beside_the_csv_loads(
         zf.writestr("data_description.txt", "columns are described here")
     reports = await load_files(nodes, [path], default_node="ACT")
     assert (reports[0].kind, reports[0].rows, reports[0].nodes["ACT"].detections) == ("qualified", 1, 1)
+
+
+def dated_row(detection: int, modified: str, institution: str, pi: str) -> list[str]:
+    row = qualified_row(detection, "2017-04-08 05:34:00")
+    row[QUALIFIED_HEADER.index("datelastmodified")] = modified
+    row[QUALIFIED_HEADER.index("institutioncode")] = institution
+    row[QUALIFIED_HEADER.index("tag_contact_pi")] = pi
+    return row
+
+
+async def project_values(url: str) -> tuple[str | None, list[str]]:
+    async with connection("ACT", url) as conn:
+        institution = await conn.fetchval(
+            "SELECT institutioncode FROM obis.otn_resources WHERE collectioncode = 'ARR'"
+        )
+        pis = await conn.fetch(
+            "SELECT c.name FROM obis.contacts_projects cp JOIN obis.contacts c USING (contact_id) "
+            "WHERE cp.collectioncode = 'TRK' AND cp.role = 'principalInvestigator' ORDER BY cp.position"
+        )
+    return institution, [r["name"] for r in pis]
+
+
+async def test_an_older_file_does_not_overwrite_project_values(
+    make_nodes: NodeFactory, tmp_path: Path
+) -> None:
+    nodes = await make_nodes("ACT")
+    newer = write_csv(
+        tmp_path / "newer.csv", QUALIFIED_HEADER, [dated_row(1, "2021-03-01", "NA", "Pat New (pat@x.org)")]
+    )
+    older = write_csv(
+        tmp_path / "older.csv", QUALIFIED_HEADER, [dated_row(1, "2019-01-01", "OLD", "Old Pi (old@x.org)")]
+    )
+    newest = write_csv(
+        tmp_path / "newest.csv",
+        QUALIFIED_HEADER,
+        [dated_row(1, "2022-05-01", "NEWEST", "Pat New (pat@x.org)")],
+    )
+    await load_files(nodes, [newer], default_node="ACT")
+    assert await project_values(nodes["ACT"]) == (None, ["Pat New"])
+    # the older file fills in the missing institution, but does not replace the newer contacts
+    await load_files(nodes, [older], default_node="ACT")
+    assert await project_values(nodes["ACT"]) == ("OLD", ["Pat New"])
+    # a file at least as recent replaces them
+    await load_files(nodes, [newest], default_node="ACT")
+    assert await project_values(nodes["ACT"]) == ("NEWEST", ["Pat New"])
+    await load_files(nodes, [older], default_node="ACT")
+    assert await project_values(nodes["ACT"]) == ("NEWEST", ["Pat New"])
+
+
+async def test_the_same_file_under_another_node_is_refused(make_nodes: NodeFactory, tmp_path: Path) -> None:
+    nodes = await make_nodes("ACT", "FACT")
+    path = write_csv(tmp_path / "arr.csv", QUALIFIED_HEADER, [qualified_row(1, "2017-04-08 05:34:00")])
+    await load_files(nodes, [path], default_node="ACT")
+    before = await counts(nodes)
+    with pytest.raises(LoadError, match=r"arr.csv: project ARR \(and TRK\) is already held by node ACT"):
+        await load_files(nodes, [path], default_node="FACT")
+    assert await counts(nodes) == before  # nothing of it written in FACT
+    await load_files(nodes, [path], default_node="ACT")  # the same node again is fine
+    assert await counts(nodes) == before

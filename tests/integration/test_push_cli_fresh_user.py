@@ -113,3 +113,20 @@ async def test_push_start_says_what_is_wrong_with_the_broker(
     assert code == 3 and "no scheduler is consuming" in err and "scheduler.commands" in err
     code, out, err = await cli(env, "push", "start", "--push-date", PUSH.isoformat())
     assert code == 0 and "sent to the scheduler" in out and "no scheduler is consuming" in err
+
+
+async def test_list_add_refuses_a_date_that_is_not_a_push_date(make_nodes, make_settings) -> None:
+    nodes = await make_nodes("OTN")
+    conn = await asyncpg.connect(nodes["OTN"])
+    try:
+        await conn.execute("INSERT INTO obis.otn_resources (collectioncode, node) VALUES ('NSBS', 'OTN')")
+    finally:
+        await conn.close()
+    env = environment(make_settings(nodes=nodes))
+    code, out, err = await cli(env, "list", "add", "--push-date", "2025-06-19", "NSBS,2022,t")
+    assert code == 1 and "2025-06-19 is not a push date" in err and "2025-06-12 or 2025-10-16" in err
+    assert "nothing added" in err
+    code, out, err = await cli(env, "list", "add", "--push-date", "2025-06-19", "--force", "NSBS,2022,t")
+    assert code == 0 and "added 1 row(s)" in out and "not a push date" in err
+    code, out, err = await cli(env, "list", "show", "--push-date", "2025-06-19")
+    assert "1 row(s), 0 completed" in out

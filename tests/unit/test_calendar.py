@@ -59,3 +59,12 @@ def test_next_push_is_on_or_after_today_and_crosses_years() -> None:
     assert cal.next_push(D("2025-10-17")).date == D("2026-02-19")
     assert cal.next_push(D("2026-10-16")).date == third_thursday(2027, 2)
     assert cal.latest_on_or_before(D("2026-01-05")).date == D("2025-10-16")  # type: ignore[union-attr]
+
+
+def test_a_date_off_the_calendar_is_named_with_the_push_dates_around_it() -> None:
+    cal = PushCalendar()
+    assert cal.not_a_push_date(D("2025-06-12")) is None
+    message = cal.not_a_push_date(D("2025-06-19"))  # the third Thursday, but not the published date
+    assert message is not None
+    assert message.startswith("2025-06-19 is not a push date") and "2025-06-12 or 2025-10-16" in message
+    assert "2026-10-15 or 2027-02-" in (cal.not_a_push_date(D("2026-12-01")) or "")
