@@ -287,6 +287,27 @@ async def test_an_unreachable_server_is_transient(tmp_path: Path) -> None:
     assert caught.value.transient
 
 
+async def test_a_server_that_does_not_answer_times_out_as_transient(tmp_path: Path) -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # keep the connection open, say nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    local, sha = staged(tmp_path, b"content")
+    try:
+        store = WebDavStore(f"http://127.0.0.1:{port}/dav", "u", "p", timeout=0.5)
+        with pytest.raises(StoreUnavailable, match=r"timed out after 0\.5s") as caught:
+            await store.put(local, node="OTN", code="NSBS", name=NAME, sha256=sha)
+        assert caught.value.transient and accepted
+    finally:
+        for writer in accepted:
+            writer.transport.abort()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_the_connection_dropped_mid_upload_is_retried_and_no_reader_sees_a_partial_file(
     webdav: WebDavServer, share: tuple[str, Path], tmp_path: Path, proxy: HttpFaultProxy
 ) -> None:
