@@ -3,12 +3,12 @@
 Each mode runs in its own process so that its peak resident memory is its own; it prints one JSON line.
 - `floor`: PostgreSQL alone sending the extract's rows: `COPY (the extract's query) TO STDOUT` into a sink
   that drops them (one COPY per contributing node). Timed: the COPYs only.
-- `notebook`: what a node manager's notebook does: `pandas.read_sql` of the same query over SQLAlchemy +
-  psycopg2, `DataFrame.to_csv`, zip. Timed: read, CSV, zip. Run under a memory cap by the parent: a
-  MemoryError is reported as `oom`, not a crash.
+- `notebook`: what a node manager's notebook does (bench/notebook.py): `pandas.read_sql` of the tables,
+  the extract shaped in pandas, `DataFrame.to_csv`, zip. Timed: connect, read, shape, CSV, zip. Run under
+  a memory cap by the parent: a MemoryError is reported as `oom`, not a crash.
 
-Both reuse the engine's own plan (project lookup, per-node counts, lookup temp tables), so the rows and the
-SQL are exactly those `otn-push extract` sends.
+The floor reuses the engine's own plan (project lookup, per-node counts, lookup temp tables), so its rows
+and SQL are exactly those `otn-push extract` sends.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import asyncio
 import json
 import sys
 import time
-import zipfile
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import asyncpg
 
+from bench.notebook import make_extract
 from services.extractor.engine import queries as q
 from services.extractor.engine.build import (
     _check_inputs,
@@ -146,69 +146,6 @@ async def explain(
     return out
 
 
-async def _temp_rows(
-    nodes: dict[str, str], code: str, year: int, type_code: str, fmt: str
-) -> tuple[Plan, dict[str, dict[str, list[tuple[Any, ...]]]]]:
-    """The plan, and the lookup temp tables' rows per node (the notebook loads them into its session)."""
-    async with AsyncExitStack() as stack:
-        conns = await _open_all(nodes, stack, fmt)
-        plan = await make_plan(conns, code, year, type_code, fmt)
-        temps: dict[str, dict[str, list[tuple[Any, ...]]]] = {}
-        for node, _sql in plan.queries:
-            temps[node] = {
-                table: [tuple(r) for r in await conns[node].fetch(f"SELECT * FROM pg_temp.{table}")]
-                for table in ("x_animals", "x_trackers")
-            }
-    return plan, temps
-
-
-def notebook(
-    nodes: dict[str, str], code: str, year: int, type_code: str, fmt: str, out_dir: Path
-) -> dict[str, Any]:
-    import pandas as pd
-    import sqlalchemy as sa
-
-    plan, temps = asyncio.run(_temp_rows(nodes, code, year, type_code, fmt))
-    engines = {
-        node: sa.create_engine(nodes[node].replace("postgresql://", "postgresql+psycopg2://", 1))
-        for node, _ in plan.queries
-    }
-    conns = {}
-    for node, engine in engines.items():
-        conn = engine.connect()
-        conn.exec_driver_sql(q.SESSION_SETUP[fmt])
-        conn.exec_driver_sql(q.TEMP_TABLES)
-        for table, lookup in temps[node].items():
-            if lookup:
-                marks = ", ".join(["%s"] * len(lookup[0]))
-                conn.exec_driver_sql(f"INSERT INTO pg_temp.{table} VALUES ({marks})", lookup)
-        conns[node] = conn
-    csv_path = out_dir / f"{plan.basename}.csv"
-    zip_path = out_dir / f"{plan.basename}.zip"
-    started = time.perf_counter()
-    frames = [pd.read_sql(sql, conns[node]) for node, sql in plan.queries]
-    df = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    del frames
-    if plan.keyed:
-        df = df.sort_values("_k", kind="stable").drop(columns="_k")
-    read = time.perf_counter() - started
-    df.to_csv(csv_path, index=False, lineterminator="\r\n")
-    rows = len(df)
-    del df
-    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.write(csv_path, csv_path.name)
-    seconds = time.perf_counter() - started
-    for conn in conns.values():
-        conn.close()
-    return {
-        "seconds": seconds,
-        "read_seconds": read,
-        "rows": rows,
-        "csv_bytes": csv_path.stat().st_size,
-        "zip_bytes": zip_path.stat().st_size,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.children")
     parser.add_argument("mode", choices=["floor", "notebook", "explain"])
@@ -232,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode == "floor":
             result = asyncio.run(floor(nodes, args.code, args.year, args.type_code, args.fmt))
         else:
-            result = notebook(nodes, args.code, args.year, args.type_code, args.fmt, args.out)
+            result = make_extract(nodes, args.code, args.year, args.type_code, args.out)
     except MemoryError:
         print(json.dumps({"oom": True}), flush=True)
         return 3

@@ -30,6 +30,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import select
 
+from bench.extract_bench import extract_sizes
 from bench.seed import PUSH_DATE, bench_nodes, ensure_seeded
 from otn_push.demo.run import (
     DemoPaths,
@@ -54,6 +55,7 @@ from shared.topology import queue_name
 ROOT = Path(__file__).resolve().parent.parent
 PUSH_DETECTIONS = 150_000
 PUSH_YEARS = 8
+MEDIUM_ROWS = 5_000
 LINE = re.compile(r"^(\S+Z) \S+\s+(\S+): (.*)$")
 RECEIVED = re.compile(r"^Received .*message_id=extract\.requested:[\d-]+:([^:]+):(\d+):(\w):")
 PROCESSED = re.compile(r"^Processed .*message_id=extract\.requested:[\d-]+:([^:]+):(\d+):(\w):")
@@ -80,15 +82,19 @@ def extractor_events(log: Path) -> dict[str, dict[str, dt.datetime]]:
 
 
 async def prepare_list(nodes: dict[str, str], extracts: int) -> int:
-    """Fresh own tables; the first `extracts` list rows of the push date open, the later ones completed."""
-    home = next(iter(nodes.values()))
+    """Fresh own tables; the first `extracts` small and medium list rows of the push date open (at most
+    `MEDIUM_ROWS` rows each: the giant's few huge extracts are the extract benchmark's), the others
+    completed."""
+    home_name, home = next(iter(nodes.items()))
+    small = {f"{c},{y},{t}" for c, y, t, n in await extract_sizes(nodes, home_name) if n <= MEDIUM_ROWS}
     conn = await asyncpg.connect(asyncpg_dsn(home))
     try:
         await conn.execute("DROP SCHEMA IF EXISTS otn_push CASCADE")
         ids = await conn.fetch(
-            f"SELECT {L.id} FROM {L.table} WHERE {L.push_date} = $1 ORDER BY {L.id}", PUSH_DATE
+            f"SELECT {L.id}, {L.detection_extract} FROM {L.table} WHERE {L.push_date} = $1 ORDER BY {L.id}",
+            PUSH_DATE,
         )
-        keep = [r[0] for r in ids[:extracts]]
+        keep = [r[0] for r in ids if r[1] in small][:extracts]
         await conn.execute(
             f"UPDATE {L.table} SET {L.completed} = NOT ({L.id} = ANY($2)), "
             f"{L.completed_at} = CASE WHEN {L.id} = ANY($2) THEN NULL ELSE now() END "
@@ -243,21 +249,13 @@ def run_push_bench(
     server = asyncpg_dsn(next(iter(base.nodes.values()))).rsplit("/", 1)[0]
     nodes = bench_nodes(server, PUSH_DETECTIONS, seed, 3, tag=f"push{PUSH_YEARS}y")
     asyncio.run(ensure_seeded(nodes, PUSH_DETECTIONS, seed, say, years=PUSH_YEARS))
-    listed = asyncio.run(_listed(nodes))
+    sizes = asyncio.run(extract_sizes(nodes, next(iter(nodes))))
+    listed = sum(1 for *_key, n in sizes if n <= MEDIUM_ROWS)
     if listed < extracts:
-        say(f"the push network lists {listed} extracts, fewer than {extracts}: pushing all {listed}")
+        say(f"the push network lists {listed} extracts of at most {MEDIUM_ROWS:,} rows: pushing all {listed}")
     runs = []
     for k in (1, 2):
         say(f"push of {min(listed, extracts)} extracts with {k} extractor process{'es' if k > 1 else ''}")
         runs.append(run_push(base, nodes, extracts, k, work, limit))
     speedup = runs[0]["total_seconds"] / runs[1]["total_seconds"] if runs[1]["total_seconds"] else None
     return {"detections": PUSH_DETECTIONS, "years": PUSH_YEARS, "runs": runs, "speedup": speedup}
-
-
-async def _listed(nodes: dict[str, str]) -> int:
-    conn = await asyncpg.connect(asyncpg_dsn(next(iter(nodes.values()))))
-    try:
-        n: int = await conn.fetchval(f"SELECT count(*) FROM {L.table} WHERE {L.push_date} = $1", PUSH_DATE)
-        return n
-    finally:
-        await conn.close()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import asyncpg
 
+from otn_push.demo.detections import GENERATOR_VERSION
 from otn_push.demo.generate import generate_network
 from otn_push.demo.network import build_network
 from otn_push.demo.run import recreate_nodes
@@ -40,7 +41,7 @@ def fingerprint(nodes: dict[str, str], detections: int, seed: int, years: int | 
     plan: list[tuple[object, ...]] = [
         (p.code, p.node, p.kind, round(p.weight, 6)) for p in net.projects.values()
     ]
-    plan.append((len(net.deployments), len(net.releases), len(net.animals), net.years[0]))
+    plan.append((len(net.deployments), len(net.releases), len(net.animals), net.years[0], GENERATOR_VERSION))
     return hashlib.sha256(repr(plan).encode()).hexdigest()[:16]
 
 

@@ -29,6 +29,11 @@ COLUMNS = (
 
 FIRST_DETECTION_ID = 2_200_000
 SENTINEL_SHARE = 0.08
+# networks grow: every year of data holds this many times the detections of the year before (more
+# receivers, more tagged animals), so the latest full year is the largest, as in OTN's push reports
+YEAR_GROWTH = 1.5
+# bump when the rows a seed makes change without the network plan changing (benchmarks then reseed)
+GENERATOR_VERSION = 2
 Record = tuple[object, ...]
 
 
@@ -91,19 +96,25 @@ def plan_slices(net: Network) -> list[Slice]:
 
 
 def _allocate(net: Network, slices: list[Slice], total: int) -> None:
-    """Share `total` among slices by project weight and slice length (largest remainder: exact sum)."""
-    length = {id(s): (s.end - s.start).total_seconds() for s in slices}
-    per_project: Counter[str] = Counter()
+    """Share `total` among slices by project weight, year growth and slice length (exact sum).
+
+    A project's share is its weight; within the project, a slice's share is its length times the growth
+    of its year, so a project in the water all along has most of its rows in the latest years.
+    """
+    first = net.years[0]
+    span = {id(s): (s.end - s.start).total_seconds() * YEAR_GROWTH ** (s.start.year - first) for s in slices}
+    per_project: dict[str, float] = {}
     for s in slices:
-        per_project[s.deployment.project] += int(length[id(s)])
+        per_project[s.deployment.project] = per_project.get(s.deployment.project, 0.0) + span[id(s)]
     weight_sum = sum(net.projects[p].weight for p in per_project)
     shares = [
-        total * net.projects[s.deployment.project].weight / weight_sum * length[id(s)]
+        total * net.projects[s.deployment.project].weight / weight_sum * span[id(s)]
         / per_project[s.deployment.project]
         for s in slices
     ]  # fmt: skip
     for s, share in zip(slices, shares, strict=True):
         s.background = int(share)
+    # largest remainder: the shares add up to exactly `total`
     left = total - sum(s.background for s in slices)
     order = sorted(range(len(slices)), key=lambda i: (-(shares[i] - int(shares[i])), i))
     for i in order[:left]:

@@ -622,9 +622,10 @@ def _extra(net: Network, rng: random.Random, codes: _Codes, serials: _Serials) -
         code = f"PROJ{100 + i}"
         what = species[1].title() if kind != "deployment" else region.name
         longname = f"{what} {('Receiver Array', 'Tracking', 'Telemetry Study', 'Movements')[i % 4]} {i + 1}"
-        # the first array is the network's giant (about half of all detections, like OTN's busiest lines):
-        # its yearly extracts are the largest a push makes, the one the benchmark measures
-        weight = 48.0 if i == 0 else 12.0 / (1 + i // 4) ** 1.2
+        # the first array is the network's giant (about three quarters of all detections, most of them of
+        # tags registered nowhere, like the projects with millions of unqualified detections a year in
+        # OTN's push reports): its latest unqualified extract is the largest a push makes
+        weight = 160.0 if i == 0 else 12.0 / (1 + i // 4) ** 1.2
         pi = rng.choice(people)
         net.projects[code] = Project(
             code=code,
@@ -640,7 +641,7 @@ def _extra(net: Network, rng: random.Random, codes: _Codes, serials: _Serials) -
             pis=[pi],
             pocs=sorted({rng.choice(people), rng.choice(people)}, key=lambda c: c.name),
             weight=weight,
-            mystery_share=rng.uniform(0.05, 0.6),
+            mystery_share=0.75 if i == 0 else rng.uniform(0.05, 0.6),
             species=species,
         )
         if kind in ("deployment", "data"):

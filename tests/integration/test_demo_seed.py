@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 import uuid
+import zipfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -65,3 +67,29 @@ def test_seed_refuses_databases_that_are_not_demo_ones(tag: str) -> None:
     done = otn_push(env, "demo", "seed", "--detections", "2000")
     assert done.returncode != 0
     assert f"prod_t{tag}_otn" in done.stderr and "not a demo database" in done.stderr
+
+
+async def test_a_large_network_has_a_giant_latest_extract_and_the_notebook_baseline_makes_the_same_files(
+    tag: str, tmp_path: Path
+) -> None:
+    """The mix the benchmark relies on; the notebook baseline makes the engine's CSV byte for byte."""
+    from bench.extract_bench import extract_sizes
+    from bench.notebook import make_extract
+    from services.extractor.engine import build_extract
+
+    configured = {name: pg_url(f"otn_push_demo_t{tag}_{name.lower()}") for name in ("OTN", "ACT", "FACT")}
+    env = {"OTN_PUSH_NODES": ";".join(f"{k}={v}" for k, v in configured.items())}
+    done = otn_push(env, "demo", "seed", "--detections", "40000", "--nodes", "3", "--seed", "7")
+    assert done.returncode == 0, done.stderr
+    sizes = await extract_sizes(configured, "OTN")
+    code, year, type_code, rows = sizes[0]
+    assert (code, year, type_code) == ("PROJ100", 2025, "u")  # the giant's latest year, mostly unknown tags
+    assert rows > 0.15 * 40_000
+    picks = [sizes[0][:3]] + [next(s[:3] for s in sizes if s[2] == t) for t in "tqs"]
+    for code, year, type_code in picks:
+        ours = await build_extract(configured, code, year, type_code, tmp_path / "ours")
+        theirs = make_extract(configured, code, year, type_code, tmp_path)
+        with zipfile.ZipFile(next(f.path for f in ours.files if f.kind == "zip")) as zf:
+            expected = zf.read(f"{ours.basename}.csv")
+        assert (tmp_path / f"{ours.basename}.csv").read_bytes() == expected, (code, year, type_code)
+        assert theirs["rows"] == ours.rows
