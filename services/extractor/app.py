@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from faststream import FastStream
@@ -20,10 +22,26 @@ from shared.topology import declare_topology, subscriber
 log = logging.getLogger("otn_push.extractor")
 
 
-def _default_engine() -> BuildExtract:
-    from services.extractor.engine import build_extract
+def _default_engine() -> tuple[BuildExtract, Callable[[], Awaitable[None]]]:
+    """The real engine, reusing this process's node connections from one build to the next; and the
+    function that closes them at shutdown."""
+    from services.extractor.engine import ExtractResult, build_extract
+    from services.extractor.engine.sessions import NodeSessions
 
-    return build_extract
+    sessions = NodeSessions()
+
+    async def build(
+        nodes: dict[str, str],
+        code: str,
+        year: int,
+        type_code: str,
+        out_dir: Path,
+        fmt: str = "2025",
+        progress: Callable[[int], None] | None = None,
+    ) -> ExtractResult:
+        return await build_extract(nodes, code, year, type_code, out_dir, fmt, progress, sessions=sessions)
+
+    return build, sessions.close
 
 
 def delivery_count(message: Any) -> int:
@@ -42,8 +60,12 @@ def build_app(
     build_extract: BuildExtract | None = None,
 ) -> FastStream:
     broker = broker or make_broker(settings)
+    shutdown: list[Callable[[], Awaitable[None]]] = []
+    if build_extract is None:
+        build_extract, close_sessions = _default_engine()
+        shutdown.append(close_sessions)
     ports = ExtractorPorts(
-        build_extract=build_extract or _default_engine(),
+        build_extract=build_extract,
         nodes=dict(settings.nodes),
         staging_dir=settings.staging_dir,
         retry_attempts=settings.retry_attempts,
@@ -70,6 +92,6 @@ def build_app(
         await broker.connect()
         await declare_topology(broker, settings)
 
-    app = FastStream(broker, logger=log, on_startup=[startup])
+    app = FastStream(broker, logger=log, on_startup=[startup], on_shutdown=shutdown)
     instrument(app, broker, settings, "extractor")
     return app
