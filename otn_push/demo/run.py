@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import aio_pika
 import asyncpg
+from pydantic import SecretStr
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
@@ -104,6 +105,30 @@ def demo_environment(
         # simulate unless the user chose (environment or .env)
         "OTN_PUSH_SEND_MAIL": str("send_mail" in settings.model_fields_set and settings.send_mail).lower(),
     }
+    return env | store_environment(settings)
+
+
+def store_environment(settings: Settings) -> dict[str, str]:
+    """The user's document store (environment or .env), passed on to the services: the demo publishes
+    into a Plone or WebDAV store when OTN_PUSH_STORE says so, else into its own folder."""
+    env = {"OTN_PUSH_STORE": settings.store, "OTN_PUSH_STORE_TIMEOUT": str(settings.store_timeout)}
+    if settings.store_url:
+        env["OTN_PUSH_STORE_URL"] = settings.store_url
+    values: dict[str, object] = {
+        "OTN_PUSH_PLONE_URL": settings.plone_url,
+        "OTN_PUSH_PLONE_USER": settings.plone_user,
+        "OTN_PUSH_PLONE_PASSWORD": settings.plone_password,
+        "OTN_PUSH_PLONE_PATH": settings.plone_path,
+        "OTN_PUSH_PLONE_NODE_FOLDERS": str(settings.plone_node_folders).lower(),
+        "OTN_PUSH_WEBDAV_URL": settings.webdav_url,
+        "OTN_PUSH_WEBDAV_USER": settings.webdav_user,
+        "OTN_PUSH_WEBDAV_PASSWORD": settings.webdav_password,
+    }
+    for key, value in values.items():
+        if isinstance(value, SecretStr):
+            env[key] = value.get_secret_value()
+        elif value is not None:
+            env[key] = str(value)
     return env
 
 
@@ -335,9 +360,13 @@ async def report(settings: Settings, push_date: dt.date, paths: DemoPaths, conso
         rows = "" if job.rows is None else f"{job.rows:,}"
         extracts.add_row(f"{job.code},{job.year},{job.type}", job.state, rows, files)
     console.print(extracts)
-    console.print(
-        f"files: in {paths.store.resolve()}/data/repository/<code>/detection-extracts/", highlight=False
-    )
+    if settings.store == "plone":
+        folder = f"{settings.plone_url}/{settings.plone_path.strip('/')}"
+    elif settings.store == "webdav":
+        folder = str(settings.webdav_url)
+    else:
+        folder = f"{paths.store.resolve()}/data/repository"
+    console.print(f"files: in {folder}/<code>/detection-extracts/", highlight=False)
     mode = "sent by SMTP" if settings.send_mail else "simulated"
     projects: dict[str, list[EmailSent]] = {}
     for email in sorted(emails, key=lambda e: e.id):

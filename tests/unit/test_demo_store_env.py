@@ -1,0 +1,31 @@
+"""`otn-push demo` passes the user's document store settings on to the services."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from otn_push.demo.run import DemoPaths, demo_environment
+from shared.settings import Settings
+
+
+def test_demo_passes_the_plone_store_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTN_PUSH_STORE", "plone")
+    monkeypatch.setenv("OTN_PUSH_PLONE_URL", "http://127.0.0.1:8080/Plone/")
+    monkeypatch.setenv("OTN_PUSH_PLONE_USER", "uploader")
+    monkeypatch.setenv("OTN_PUSH_PLONE_PASSWORD", "s3cret-pw")
+    monkeypatch.setenv("OTN_PUSH_PLONE_NODE_FOLDERS", "true")
+    env = demo_environment(Settings(_env_file=None), DemoPaths(tmp_path), dt.date(2026, 10, 15))  # type: ignore[call-arg]
+    assert env["OTN_PUSH_STORE"] == "plone"
+    assert env["OTN_PUSH_PLONE_URL"] == "http://127.0.0.1:8080/Plone"
+    assert (env["OTN_PUSH_PLONE_USER"], env["OTN_PUSH_PLONE_PASSWORD"]) == ("uploader", "s3cret-pw")
+    assert (env["OTN_PUSH_PLONE_PATH"], env["OTN_PUSH_PLONE_NODE_FOLDERS"]) == ("data/repository", "true")
+
+
+def test_demo_keeps_its_own_folder_store_by_default(tmp_path: Path) -> None:
+    env = demo_environment(Settings(_env_file=None), DemoPaths(tmp_path), dt.date(2026, 10, 15))  # type: ignore[call-arg]
+    assert env["OTN_PUSH_STORE"] == "folder"
+    assert env["OTN_PUSH_STORE_DIR"] == str((tmp_path / "store").resolve())
+    assert not any(key.startswith(("OTN_PUSH_PLONE_URL", "OTN_PUSH_WEBDAV")) for key in env)
