@@ -14,8 +14,17 @@ from shared.redact import redact_text
 from shared.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
-console = Console()
-err_console = Console(stderr=True)
+# piped or redirected (`| grep`, `> file`), tables and lines would be cut to 80 columns: print whole values
+PIPE_WIDTH = 10_000
+
+
+def _console(stderr: bool = False) -> Console:
+    probe = Console(stderr=stderr)
+    return probe if probe.is_terminal else Console(stderr=stderr, width=PIPE_WIDTH)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

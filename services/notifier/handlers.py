@@ -36,7 +36,7 @@ from services.notifier.contacts import (
     UnknownNode,
     choose_recipients,
 )
-from services.notifier.ledger import NotifierRepository, ProjectState
+from services.notifier.ledger import NotifierRepository, ProjectState, UploadRecord
 from services.notifier.mailer import Mailer, MailRejected
 from services.notifier.render import EmailTemplates, TemplateProblem, build_message, email_context
 from shared.messages import (
@@ -66,7 +66,7 @@ class NotifierPorts:
 
 @dataclass
 class Outcome:
-    status: str  # waiting | already-notified | late-job | notified | no-recipients | failed
+    status: str  # waiting | already-notified | late-job | notified | no-recipients | empty | failed
     event: ProjectNotified | None = None
     detail: list[str] = field(default_factory=list)
 
@@ -96,7 +96,7 @@ async def handle_extract_uploaded(msg: ExtractUploaded, ports: NotifierPorts) ->
             # project's email went out: complete its job without a second email, and say so in the push
             # status; keyed by the job's attempt so a rebuild is answered and a redelivery is not
             attempt = state.attempts.get(msg.job_id, 1)
-            if not new and attempt == 1:
+            if not new and attempt <= 1:  # first build (a job recorded with 0 attempts too)
                 return Outcome("already-notified")
             late = ProjectNotified(
                 push_date=push_date,
@@ -123,8 +123,41 @@ async def handle_extract_uploaded(msg: ExtractUploaded, ports: NotifierPorts) ->
         return await _notify_failed(ports, push_date, project, f"{type(exc).__name__}: {exc}")
 
 
+def _empty_labels(project: str, uploads: list[UploadRecord]) -> list[str]:
+    return [f"{project},{u.year},{u.type}" for u in uploads if u.rows == 0]
+
+
+async def _settle_empty(ports: NotifierPorts, push_date: dt.date, project: str) -> Outcome | None:
+    """Every extract of the project in this push holds no detections: no email (there is nothing new to
+    tell its researchers; the header-only files are still in the store), the jobs complete with the
+    reason. None when there is something to email."""
+    async with ports.repo.locked(push_date, project) as tx:
+        state = await tx.state()
+        if state.emailed:
+            return Outcome("already-notified")
+        empty = _empty_labels(project, state.uploads)
+        if state.pending or not state.uploads or len(empty) < len(state.uploads):
+            return None
+        event = ProjectNotified(
+            push_date=push_date,
+            project=project,
+            job_ids=state.job_ids,
+            recipients=[],
+            warnings=[f"{label} holds no detections: no email sent" for label in empty],
+        )
+        # one per round of uploads: a rebuilt job (next attempt) is answered again
+        round_key = "-".join(f"{j}.{state.attempts.get(j, 1)}" for j in state.job_ids)
+        if not await tx.emit(PROJECT_NOTIFIED, event, f"{notified_id(push_date, project)}:empty:{round_key}"):
+            return Outcome("already-notified")
+    log.info("%s: no detections in %s, no email sent", project, ", ".join(empty))
+    return Outcome("empty", event)
+
+
 async def _notify_project(msg: ExtractUploaded, ports: NotifierPorts) -> Outcome:
     push_date, project = msg.push_date, msg.extract.code
+    settled = await _settle_empty(ports, push_date, project)
+    if settled is not None:
+        return settled
     info = await ports.directory.project(msg.node, project)
     warnings: list[str] = []
     if info is None:
@@ -155,6 +188,10 @@ async def _notify_project(msg: ExtractUploaded, ports: NotifierPorts) -> Outcome
         by_address = {r.email.lower(): r for r in recipients}
         to = [by_address.get(a.lower(), Recipient(name="", email=a)) for a in state.pending]
         message = _message(ports, info, push_date, to, state, message_id)
+        warnings += [
+            f"{label} holds no detections: not listed in the email"
+            for label in _empty_labels(project, state.uploads)
+        ]
         cc = [c for c in ports.cc if c.lower() not in {r.email.lower() for r in to}]
         result = await ports.mailer.send(
             message, recipients=[r.email for r in to] + cc, push_date=push_date, project=project
@@ -182,8 +219,10 @@ def _message(
     state: ProjectState,
     message_id: str,
 ) -> EmailMessage:
+    # an extract without detections has nothing to tell a researcher (its header-only file is still stored)
+    uploads = [u for u in state.uploads if u.rows > 0]
     context = email_context(
-        push_date=push_date, project=info, recipients=to, uploads=state.uploads, sender=ports.sender
+        push_date=push_date, project=info, recipients=to, uploads=uploads, sender=ports.sender
     )
     rendered = ports.templates.render(context)
     return build_message(

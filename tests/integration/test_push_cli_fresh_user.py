@@ -115,7 +115,9 @@ async def test_push_start_says_what_is_wrong_with_the_broker(
     assert code == 0 and "sent to the scheduler" in out and "no scheduler is consuming" in err
 
 
-async def test_list_add_refuses_a_date_that_is_not_a_push_date(make_nodes, make_settings) -> None:
+async def test_list_add_refuses_a_date_that_is_not_a_push_date_and_list_show_prints_whole_values(
+    make_nodes, make_settings
+) -> None:
     nodes = await make_nodes("OTN")
     conn = await asyncpg.connect(nodes["OTN"])
     try:
@@ -126,7 +128,14 @@ async def test_list_add_refuses_a_date_that_is_not_a_push_date(make_nodes, make_
     code, out, err = await cli(env, "list", "add", "--push-date", "2025-06-19", "NSBS,2022,t")
     assert code == 1 and "2025-06-19 is not a push date" in err and "2025-06-12 or 2025-10-16" in err
     assert "nothing added" in err
-    code, out, err = await cli(env, "list", "add", "--push-date", "2025-06-19", "--force", "NSBS,2022,t")
+    link = "https://gitlab.example.org/otn/data-issues/-/issues/" + "x" * 120
+    code, out, err = await cli(
+        env, "list", "add", "--push-date", "2025-06-19", "--force", "--issue-link", link, "NSBS,2022,t"
+    )
     assert code == 0 and "added 1 row(s)" in out and "not a push date" in err
+
+    # piped (stdout is not a terminal here) with no COLUMNS: whole values, one row per line
+    env.pop("COLUMNS", None)
     code, out, err = await cli(env, "list", "show", "--push-date", "2025-06-19")
     assert "1 row(s), 0 completed" in out
+    assert [line for line in out.splitlines() if link in line and "NSBS,2022,t" in line]

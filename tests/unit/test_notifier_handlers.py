@@ -433,3 +433,40 @@ async def test_unknown_node_fails_the_project_instead_of_looping() -> None:
     out = await handle_extract_uploaded(uploaded(1), p)
     assert out.status == "failed" and "not configured" in out.detail[0]
     assert [k for k, _ in repo.tables.outbox.values()] == ["project.notify_failed"]
+
+
+def body_text(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+async def test_a_project_whose_extracts_hold_no_detections_gets_no_email() -> None:
+    repo = repo_with_jobs((1, "NSBS", 2022, "t"), (2, "NSBS", 2021, "t"))
+    mailer = RecordingMailer()
+    p = ports(repo, mailer)
+    assert (await handle_extract_uploaded(uploaded(1, rows=0), p)).status == "waiting"
+    outcome = await handle_extract_uploaded(uploaded(2, year=2021, rows=0), p)
+    assert outcome.status == "empty" and outcome.event is not None
+    assert mailer.sent == []
+    assert outcome.event.job_ids == [1, 2] and outcome.event.recipients == []
+    assert outcome.event.warnings == [
+        "NSBS,2022,t holds no detections: no email sent",
+        "NSBS,2021,t holds no detections: no email sent",
+    ]
+    assert (await handle_extract_uploaded(uploaded(2, year=2021, rows=0), p)).status == "already-notified"
+    assert len(repo.tables.outbox) == 1
+
+
+async def test_an_empty_extract_is_left_out_of_the_project_email() -> None:
+    repo = repo_with_jobs((1, "NSBS", 2022, "t"), (2, "NSBS", 2021, "t"))
+    mailer = RecordingMailer()
+    p = ports(repo, mailer)
+    await handle_extract_uploaded(uploaded(1, rows=5), p)
+    outcome = await handle_extract_uploaded(uploaded(2, year=2021, rows=0), p)
+    assert outcome.status == "notified" and outcome.event is not None and outcome.event.job_ids == [1, 2]
+    assert len(mailer.sent) == 1
+    text = body_text(mailer.sent[0].message)
+    assert "nsbs_matched_detections_2022" in text and "nsbs_matched_detections_2021" not in text
+    assert "0 rows" not in text
+    assert "NSBS,2021,t holds no detections: not listed in the email" in outcome.event.warnings
