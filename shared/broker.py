@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import sys
@@ -79,6 +80,8 @@ async def publish(
             correlation_id=message_id,
             content_type="application/json",
             message_type=routing_key,
+            # the publish time: RabbitMQ's head_message_timestamp (classic queues) and `dlq list` read it
+            timestamp=dt.datetime.now(dt.UTC),
             timeout=30.0,
         )
     except ReturnedError as exc:
@@ -124,6 +127,7 @@ async def publish_raw(
             correlation_id=raw.correlation_id,
             content_type=raw.content_type or "application/json",
             message_type=raw.type,
+            timestamp=dt.datetime.now(dt.UTC),  # when it was dead-lettered, not first published
             timeout=30.0,
         )
     except (ReturnedError, DeliveryError, TimeoutError, AMQPError, ChannelInvalidStateError, OSError) as exc:

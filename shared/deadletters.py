@@ -260,7 +260,7 @@ async def _republish(
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=message.message_id,
         correlation_id=message.correlation_id,
-        timestamp=message.timestamp,
+        timestamp=dt.datetime.now(dt.UTC),  # back in the work queue now: its age there starts again
         type=message.type,
         app_id=message.app_id,
     )

@@ -15,7 +15,8 @@ from rich.text import Text
 from otn_push.cli.common import console, run, settings
 from otn_push.cli.list_cmd import parse_date
 from otn_push.status.nodecheck import NodeCheck
-from otn_push.status.queues import DEAD
+from otn_push.status.queue_age import AT_LEAST
+from otn_push.status.queues import DEAD, QueueStat
 from otn_push.status.snapshot import Snapshot, take_snapshot
 from shared.db import JOB_STATES
 
@@ -47,6 +48,13 @@ def _num(value: int | None) -> str:
     return "–" if value is None else f"{value:,}"
 
 
+def age_cell(q: QueueStat) -> str:
+    # "≥": a lower bound (quorum queues); "—": unknown, the reason is in the notes; blank: empty queue
+    if q.oldest_age is not None:
+        return ("≥ " if q.age_basis == AT_LEAST else "") + duration(q.oldest_age)
+    return "" if q.empty else "—"
+
+
 def queues_table(snap: Snapshot) -> Table:
     table = Table(title="queues", title_justify="left", show_edge=False)
     for column in ("queue", "kind", "ready", "unacked", "consumers", "oldest"):
@@ -66,7 +74,7 @@ def queues_table(snap: Snapshot) -> Table:
             _num(q.ready),
             _num(q.unacked),
             _num(q.consumers),
-            duration(q.oldest_age),
+            age_cell(q),
             style=style,
         )
     return table

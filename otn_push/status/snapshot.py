@@ -22,6 +22,7 @@ from otn_push.status.pushes import (
     outbox_backlog,
     push_summary,
 )
+from otn_push.status.queue_age import AT_LEAST
 from otn_push.status.queues import QueueStat, queue_flags, read_queues
 from shared.db import make_engine, make_sessionmaker
 from shared.redact import redact_text, redact_url
@@ -55,8 +56,26 @@ async def _queues(settings: Settings, snap: Snapshot) -> None:
         snap.flags.append(f"RabbitMQ unreachable at {where}: {_problem(exc, settings)}")
         return
     snap.flags += queue_flags(snap.queues, settings)
-    if not settings.management_url:
-        snap.notes.append("queues read over AMQP (ready, consumers); set OTN_PUSH_MANAGEMENT_URL for more")
+    snap.notes += age_notes(snap.queues, bool(settings.management_url))
+
+
+def age_notes(queues: list[QueueStat], management: bool) -> list[str]:
+    """What the `oldest` column means, and why it is blank where it is."""
+    if not management:
+        return [
+            "queues read over AMQP (ready, consumers; age unknown: AMQP only); "
+            "set OTN_PUSH_MANAGEMENT_URL for more"
+        ]
+    notes = []
+    if any(q.exists and q.age_basis == AT_LEAST for q in queues):
+        notes.append(
+            "oldest: ≥ is a lower bound from the management API's statistics history "
+            "(RabbitMQ reports no message age for quorum queues)"
+        )
+    for q in queues:
+        if q.exists and q.age_note:
+            notes.append(f"{q.name}: {q.age_note}")
+    return notes
 
 
 async def _own_tables(settings: Settings, snap: Snapshot, push_date: dt.date | None) -> None:

@@ -3,15 +3,7 @@ name, ports and data folder), never the shared one, and restarts it while the se
 
 from __future__ import annotations
 
-import os
-import random
-import shutil
-import socket
-import subprocess
-import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -21,109 +13,23 @@ from aiosmtpd.controller import Controller
 from otn_push.demo.generate import NetworkSummary
 from tests.faults.conftest import FaultSystem, leftovers, one_email_per_project
 from tests.integration.conftest import Rabbit, eventually
+from tests.rabbit_node import PrivateRabbit, private_rabbit_node, rabbit_installed, stop_and_remove
 from tests.smtp_sink import Inbox, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
-RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
-
-
-def unused_port() -> int:
-    """A free port below the ephemeral range (RabbitMQ cannot bind a port an outgoing socket holds)."""
-    for _ in range(200):
-        port = random.randint(20000, 30000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port between 20000 and 30000")
-
-
-@dataclass
-class PrivateRabbit:
-    node: str
-    port: int
-    env: dict[str, str]
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
-
-    def ctl(self, *args: str, timeout: float = 120) -> None:
-        subprocess.run(
-            [str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args],
-            cwd=self.env["RABBITMQ_LOG_BASE"],
-            env=self.env,
-            check=True,
-            capture_output=True,
-            timeout=timeout,
-        )
-
-    def start(self) -> None:
-        out = Path(self.env["RABBITMQ_LOG_BASE"]) / "console.out"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("ab") as handle:
-            self.process = subprocess.Popen(
-                [str(RABBIT_BIN / "rabbitmq-server")],
-                cwd=out.parent,  # crash dumps land beside its logs, not in the checkout
-                env=self.env,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        # until the node's distribution is up, await_startup fails at once: ask again
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                self.ctl("await_startup", "--timeout", "60")
-                return
-            except subprocess.CalledProcessError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    tail = out.read_text(errors="replace")[-1500:]
-                    raise AssertionError(f"RabbitMQ node {self.node} did not start:\n{tail}") from None
-                time.sleep(1)
-
-    def stop(self) -> None:
-        self.ctl("stop")
-        if self.process is not None:
-            self.process.wait(timeout=60)
-
 
 @pytest.fixture
 def private_rabbit(tmp_path: Path) -> Iterator[PrivateRabbit]:
-    if not (RABBIT_BIN / "rabbitmq-server").exists():
+    if not rabbit_installed():
         pytest.skip("rabbitmq-server is not installed here")
     base = tmp_path / "rabbitmq"
-    base.mkdir()
-    port = unused_port()
-    dist = unused_port()
-    while dist == port:
-        dist = unused_port()
-    (base / "rabbitmq.conf").write_text(f"loopback_users = none\nlisteners.tcp.1 = 127.0.0.1:{port}\n")
-    (base / "enabled_plugins").write_text("[].\n")
-    node = f"otnfault-{uuid.uuid4().hex[:8]}@localhost"
-    env = {
-        **os.environ,
-        "RABBITMQ_NODENAME": node,
-        "RABBITMQ_DIST_PORT": str(dist),
-        "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(base / "log"),
-        "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
-        "RABBITMQ_PID_FILE": str(base / "pid"),
-    }
-    rabbit = PrivateRabbit(node, port, env)
+    rabbit = private_rabbit_node(base)
     rabbit.start()
     try:
         yield rabbit
     finally:
-        try:
-            rabbit.stop()
-        finally:
-            shutil.rmtree(base / "mnesia", ignore_errors=True)
+        stop_and_remove(rabbit, base)
 
 
 async def test_broker_restart_mid_push_loses_nothing_and_does_nothing_twice(

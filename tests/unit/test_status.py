@@ -63,7 +63,7 @@ class FakeManagement(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.seen.append((self.path, self.headers.get("Authorization")))
-        doc = self.queues.get(self.path)
+        doc = self.queues.get(self.path.split("?", 1)[0])  # the history query string aside
         body = json.dumps(doc).encode() if doc is not None else b'{"error":"Object Not Found"}'
         self.send_response(200 if doc is not None else 404)
         self.send_header("Content-Type", "application/json")
