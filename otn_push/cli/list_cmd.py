@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from otn_push.cli.common import console, err_console, fail, run, settings
+from otn_push.cli.own_db import run_state
 from shared.calendar import PushCalendar
 from shared.extract_list import ExtractListError, add_rows, known_projects, list_records, parse_extract
 from shared.nodes import NodeUnavailable, connection
@@ -71,6 +72,14 @@ def register(app: typer.Typer) -> None:
         except NodeUnavailable as exc:
             fail(str(exc))
         console.print(f"added {len(ids)} row(s) to the {day} list of node {cfg.home_node}")
+        state = run(run_state(cfg, day))
+        if state is not None and state != "running":
+            # the scheduler only starts a push once by itself: say how these rows get built
+            console.print(
+                f"push {day} already ran ({state}): `otn-push push start --push-date {day}` builds "
+                "these rows (extracts already made in it are built again)",
+                highlight=False,
+            )
 
     @lists.command("show")
     def show(push_date: str = typer.Option(..., "--push-date", help="Push date (YYYY-MM-DD).")) -> None:

@@ -3,13 +3,14 @@ wrong: the database unreachable (naming the host, never the password), or not mi
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from otn_push.cli.common import fail
 from shared.db import OWN_SCHEMA, make_engine
@@ -68,14 +69,18 @@ async def ensure_own_tables(cfg: Settings) -> None:
         fail(str(exc))
 
 
+async def _revision_of(conn: AsyncConnection) -> str | None:
+    found = await conn.scalar(
+        text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{OWN_SCHEMA}.alembic_version"}
+    )
+    if not found:
+        return None
+    return await conn.scalar(text(f"SELECT version_num FROM {OWN_SCHEMA}.alembic_version"))
+
+
 async def _revision(engine: AsyncEngine) -> str | None:
     async with engine.connect() as conn:
-        found = await conn.scalar(
-            text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{OWN_SCHEMA}.alembic_version"}
-        )
-        if not found:
-            return None
-        return await conn.scalar(text(f"SELECT version_num FROM {OWN_SCHEMA}.alembic_version"))
+        return await _revision_of(conn)
 
 
 @asynccontextmanager
@@ -100,5 +105,22 @@ async def own_tables_for_reading(cfg: Settings) -> AsyncIterator[AsyncEngine]:
                 + UPGRADE_HINT
             )
         yield engine
+    finally:
+        await engine.dispose()
+
+
+async def run_state(cfg: Settings, push_date: dt.date) -> str | None:
+    """The push run's state (running, completed, failed), or None when there is none or it cannot be
+    read (no own tables yet): for hints only, never an error."""
+    engine = make_engine(cfg.own_database_url)
+    try:
+        async with engine.connect() as conn:
+            if await _revision_of(conn) is None:
+                return None
+            return await conn.scalar(
+                text(f"SELECT state FROM {OWN_SCHEMA}.push_runs WHERE push_date = :d"), {"d": push_date}
+            )
+    except Exception:
+        return None
     finally:
         await engine.dispose()

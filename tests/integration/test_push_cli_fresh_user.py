@@ -54,17 +54,15 @@ async def test_push_status_reads_only_and_names_what_is_wrong(make_nodes, make_s
             await admin.close()
 
 
-async def record_run(url: str, state: str, fmt: str) -> None:
+async def record_run(url: str, state: str, fmt: str, day: dt.date = PUSH) -> None:
     engine = make_engine(url)
     try:
         async with make_sessionmaker(engine)() as session, session.begin():
             run = (
-                await session.execute(select(PushRun).where(PushRun.push_date == PUSH))
+                await session.execute(select(PushRun).where(PushRun.push_date == day))
             ).scalar_one_or_none()
             if run is None:
-                session.add(
-                    PushRun(push_date=PUSH, format=fmt, state=state, requested_by="test", warnings=[])
-                )
+                session.add(PushRun(push_date=day, format=fmt, state=state, requested_by="test", warnings=[]))
             else:
                 run.state, run.format = state, fmt
     finally:
@@ -116,7 +114,7 @@ async def test_push_start_says_what_is_wrong_with_the_broker(
 
 
 async def test_list_add_refuses_a_date_that_is_not_a_push_date_and_list_show_prints_whole_values(
-    make_nodes, make_settings
+    make_nodes, make_settings, own_db: str
 ) -> None:
     nodes = await make_nodes("OTN")
     conn = await asyncpg.connect(nodes["OTN"])
@@ -133,9 +131,15 @@ async def test_list_add_refuses_a_date_that_is_not_a_push_date_and_list_show_pri
         env, "list", "add", "--push-date", "2025-06-19", "--force", "--issue-link", link, "NSBS,2022,t"
     )
     assert code == 0 and "added 1 row(s)" in out and "not a push date" in err
+    assert "already ran" not in out
+
+    # rows added to a push that already ran: say how they get built
+    await record_run(own_db, "completed", "2025", dt.date(2025, 6, 19))
+    code, out, err = await cli(env, "list", "add", "--push-date", "2025-06-19", "--force", "NSBS,2021,t")
+    assert code == 0 and "already ran (completed)" in out and "push start --push-date 2025-06-19" in out
 
     # piped (stdout is not a terminal here) with no COLUMNS: whole values, one row per line
     env.pop("COLUMNS", None)
     code, out, err = await cli(env, "list", "show", "--push-date", "2025-06-19")
-    assert "1 row(s), 0 completed" in out
+    assert "2 row(s), 0 completed" in out
     assert [line for line in out.splitlines() if link in line and "NSBS,2022,t" in line]
