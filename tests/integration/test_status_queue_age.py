@@ -23,8 +23,8 @@ import pytest
 from faststream.rabbit import RabbitBroker
 
 from otn_push.cli.status_cmd import age_cell
-from otn_push.status.queue_age import AT_LEAST
-from otn_push.status.queues import AMQP_ONLY, QueueStat, queue_flags, read_queues
+from otn_push.status.queue_age import AT_LEAST, EXACT
+from otn_push.status.queues import AMQP_ONLY, QueueStat, queue_flags, read_management, read_queues
 from otn_push.status.snapshot import age_notes
 from shared.broker import make_broker, publish
 from shared.messages import EXTRACT_CREATED, EXTRACT_REQUESTED
@@ -258,6 +258,37 @@ async def test_dead_letter_age_counts_from_arrival_and_a_replay_restarts_it(
         for _ in range(10):
             await until(settings, dead, [second], lambda s: True, "read")
             await asyncio.sleep(0.5)
+    finally:
+        await connection.close()
+
+
+async def test_a_classic_queue_reports_our_publish_timestamp_exactly(
+    management_rabbit: PrivateRabbit, node_broker: Callable[[Settings], RabbitBroker]
+) -> None:
+    """Where RabbitMQ does track it (classic queues), our publish path's `timestamp` gives the exact age."""
+    settings = node_settings(management_rabbit)
+    broker = await connected(node_broker, settings)
+    name = f"{settings.exchange}.classic-probe"
+    connection = await aio_pika.connect(management_rabbit.url)
+    try:
+        channel = await connection.channel()
+        probe = await channel.declare_queue(name, durable=False, arguments={"x-queue-type": "classic"})
+        await probe.bind(settings.exchange, routing_key=EXTRACT_REQUESTED)
+        since = time.time()
+        await publish(broker, settings, EXTRACT_REQUESTED, {"n": "A"}, "job-A")
+        stat = QueueStat(name, "probe", "work")
+        deadline = time.monotonic() + 120
+        while True:
+            await asyncio.to_thread(read_management, settings, [stat])
+            if stat.oldest_age is not None:
+                assert stat.age_basis == EXACT
+                # the AMQP timestamp has whole seconds: up to one more than the time since publishing
+                assert 0 <= stat.oldest_age <= time.time() - since + 1.0
+                if stat.oldest_age >= 2:
+                    break
+            assert time.monotonic() < deadline, f"no exact age reported: {stat}"
+            await asyncio.sleep(0.5)
+        await probe.delete(if_unused=False, if_empty=False)
     finally:
         await connection.close()
 
