@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
             doc["push"] = run_push_bench(base, args.push_extracts, args.seed, work, say)
             console.print(push_table(doc["push"]))
+            console.print(busy_table(doc["push"]))
     finally:
         if args.keep_work:
             console.print(f"work folder kept: {work}", highlight=False)
@@ -253,6 +254,36 @@ def push_table(push: dict[str, Any]) -> Table:
         )
     if push.get("speedup") is not None:
         table.add_row(*[""] * 7, f"speed-up of the second extractor: {push['speedup']:.2f}x")
+    return table
+
+
+def busy_table(push: dict[str, Any]) -> Table:
+    """How busy each service process was during each push: handling time / push wall time."""
+    table = Table(title="service processes: share of the push's wall time spent handling messages")
+    for col in ("extractors", "service", "busy share", "CPU s", "messages: count × median ms"):
+        table.add_column(col, justify="right" if col in ("busy share", "CPU s") else "left")
+    for run in push["runs"]:
+        for i, (service, entry) in enumerate(sorted(run.get("services", {}).items())):
+            table.add_row(
+                str(run["extractors"]) if i == 0 else "",
+                service,
+                _fmt(entry["busy_share"] * 100 if entry["busy_share"] is not None else None, ".0f") + " %",
+                _fmt(entry.get("cpu_seconds"), ".1f"),
+                ", ".join(
+                    f"{kind} {m['count']} × {m['median_ms']:.0f}" for kind, m in entry["messages"].items()
+                ),
+                end_section=i == len(run["services"]) - 1,
+            )
+        share = run.get("machine_cpu_busy_share")
+        if share is not None:
+            table.add_row(
+                "",
+                "whole machine",
+                f"{share * 100:.0f} %",
+                f"of {run['machine_cpus']} cores",
+                "",
+                end_section=True,
+            )
     return table
 
 

@@ -53,13 +53,14 @@ from shared.settings import Settings
 from shared.topology import queue_name
 
 ROOT = Path(__file__).resolve().parent.parent
-PUSH_DETECTIONS = 150_000
-PUSH_YEARS = 8
+PUSH_DETECTIONS = 300_000
+PUSH_YEARS = 10
 MEDIUM_ROWS = 5_000
 LINE = re.compile(r"^(\S+Z) \S+\s+(\S+): (.*)$")
 RECEIVED = re.compile(r"^Received .*message_id=extract\.requested:[\d-]+:([^:]+):(\d+):(\w):")
 PROCESSED = re.compile(r"^Processed .*message_id=extract\.requested:[\d-]+:([^:]+):(\d+):(\w):")
 BUILT = re.compile(r"^([^,\s]+),(\d+),(\w) built: ")
+HANDLED = re.compile(r"^(Received|Processed) queue=(\S+) .*message_id=(([\w.]+):\S+)")
 
 
 def _ts(text: str) -> dt.datetime:
@@ -149,6 +150,56 @@ async def _wait_done(settings: Settings, expected: int, services: list[Service],
         await engine.dispose()
 
 
+def service_busy(logs: list[Path], seconds: float) -> dict[str, Any]:
+    """Per service and message type, from `Received`/`Processed` log lines: how many, the median handling
+    time, and the share of the push's wall time the service spent handling them (one message at a time:
+    a share near 1 is a service the push waits for)."""
+    found: dict[str, Any] = {}
+    for log in logs:
+        service = log.stem  # extractor, extractor-2, uploader, scheduler, notifier
+        opened: dict[tuple[str, str], dt.datetime] = {}
+        times: dict[str, list[float]] = {}
+        for line in log.read_text(errors="replace").splitlines():
+            m = LINE.match(line)
+            hit = HANDLED.match(m.group(3)) if m else None
+            if not m or not hit:
+                continue
+            kind, queue, message_id, message_type = hit.groups()
+            if kind == "Received":
+                opened[(queue, message_id)] = _ts(m.group(1))
+            elif (queue, message_id) in opened:
+                took = (_ts(m.group(1)) - opened.pop((queue, message_id))).total_seconds()
+                times.setdefault(message_type, []).append(took)
+        entry = found.setdefault(service, {"busy_seconds": 0.0, "messages": {}})
+        for message_type, values in times.items():
+            entry["busy_seconds"] += sum(values)
+            entry["messages"][message_type] = {
+                "count": len(values),
+                "median_ms": statistics.median(values) * 1000,
+                "seconds": sum(values),
+            }
+    for entry in found.values():
+        entry["busy_share"] = entry["busy_seconds"] / seconds if seconds else None
+    return found
+
+
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) a running process has used so far; None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores (every process, ours or not)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values) - idle) / tick, sum(values) / tick
+
+
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
@@ -233,14 +284,28 @@ def run_push(
         services += [_extra_extractor(env, paths, n) for n in range(2, extractors + 1)]
         asyncio.run(wait_consuming(settings, services))
         asyncio.run(_wait_extractors(settings, services, extractors))
+        names = [s.log.stem for s in services]
+        cpu_before = [process_cpu(s.process.pid) for s in services]
+        machine_before = machine_cpu()
         started = dt.datetime.now(dt.UTC)
         asyncio.run(start_push(settings, PUSH_DATE))
         jobs = asyncio.run(_wait_done(settings, expected, services, limit))
+        machine_after = machine_cpu()
+        cpu_after = [process_cpu(s.process.pid) for s in services]
     finally:
         stop_services(services)
         asyncio.run(delete_demo_queues(settings))
     logs = [s.log for s in services if s.name == "extractor"]
-    return analyse(jobs, logs, started, extractors)
+    found = analyse(jobs, logs, started, extractors)
+    found["services"] = service_busy(sorted(paths.logs.glob("*.log")), found["total_seconds"])
+    for name, before, after in zip(names, cpu_before, cpu_after, strict=True):
+        if name in found["services"] and before is not None and after is not None:
+            found["services"][name]["cpu_seconds"] = after - before
+    busy, total = (a - b for a, b in zip(machine_after, machine_before, strict=True))
+    # the whole machine, all processes (PostgreSQL, RabbitMQ, other people's work) over all cores
+    found["machine_cpu_busy_share"] = busy / total if total else None
+    found["machine_cpus"] = os.cpu_count()
+    return found
 
 
 def run_push_bench(

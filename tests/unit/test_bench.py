@@ -9,7 +9,7 @@ from bench.__main__ import targets
 from bench.children import _scans
 from bench.extract_bench import _otn_push_timings
 from bench.measure import Measured
-from bench.push_bench import analyse, extractor_events
+from bench.push_bench import analyse, extractor_events, machine_cpu, process_cpu, service_busy
 from shared.db import COMPLETED, Job
 
 LOG = """\
@@ -118,3 +118,22 @@ def test_targets_judge_the_largest_size_and_memory_growth() -> None:
         "extractor peak RSS < 300 MB": True,
         "peak RSS within 1.2x of the smallest N": False,  # 1.3x
     }
+
+
+def test_service_busy_sums_handling_time_per_message_type(tmp_path: Path) -> None:
+    (tmp_path / "extractor.log").write_text(LOG)
+    found = service_busy([tmp_path / "extractor.log"], seconds=1.0)
+    entry = found["extractor"]
+    assert entry["messages"]["extract.requested"]["count"] == 2
+    assert abs(entry["busy_seconds"] - (0.342 + 0.206)) < 1e-9
+    assert abs(entry["busy_share"] - 0.548) < 1e-9
+
+
+def test_cpu_readings_are_of_this_process_and_the_machine() -> None:
+    import os
+
+    mine = process_cpu(os.getpid())
+    busy, total = machine_cpu()
+    assert mine is not None and mine > 0
+    assert 0 < busy <= total
+    assert process_cpu(2**22 + 12345) is None  # no such process
