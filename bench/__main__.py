@@ -98,11 +98,24 @@ def targets(
             }
         )
         nb = largest["methods"][3]
+        if nb["seconds"]:
+            measured: object = r["notebook_over_otn_push"]
+        else:
+            at_least = r.get("notebook_over_otn_push_at_least")
+            managed = [x for x in results if x["methods"][3]["seconds"]]
+            text = nb["note"] + (f"; already {at_least:.1f}x otn-push's time" if at_least else "")
+            if managed:
+                best = max(managed, key=lambda x: x["detections"])
+                text += (
+                    f"; largest N it managed: {best['detections']:,} "
+                    f"({best['ratios']['notebook_over_otn_push']:.1f}x)"
+                )
+            measured = text
         found.append(
             {
                 "target": ">=10x faster than the notebook",
                 "at": n,
-                "measured": r["notebook_over_otn_push"] if nb["seconds"] else nb["note"],
+                "measured": measured,
                 "met": nb["seconds"] is None or r["notebook_over_otn_push"] >= 10,
             }
         )

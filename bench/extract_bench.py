@@ -231,6 +231,7 @@ def run_size(
             nb_m.peak_rss_mb,
             nb_m.wall,
             note=f"{why} under a {mem_cap_mb:,} MB cap after {nb_m.wall:.1f}s",
+            extra={"failed_after_seconds": nb_m.wall, "oom": why == "out of memory"},
         )
     shutil.rmtree(out, ignore_errors=True)
 
@@ -239,6 +240,10 @@ def run_size(
         "total_over_floor": ours.seconds / floor.seconds if ours.seconds and floor.seconds else None,
         "notebook_over_otn_push": notebook.seconds / ours.seconds
         if notebook.seconds and ours.seconds
+        else None,
+        # a notebook that ran out of memory had already taken this much longer than otn-push's whole run
+        "notebook_over_otn_push_at_least": notebook.wall / ours.seconds
+        if notebook.seconds is None and notebook.wall and ours.seconds
         else None,
     }
     return {
