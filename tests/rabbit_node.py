@@ -112,9 +112,14 @@ def private_rabbit_node(base: Path, *, management: bool = False, extra_config: s
     (base / "rabbitmq.conf").write_text(config + extra_config)
     (base / "enabled_plugins").write_text(plugins + ".\n")
     node = f"otntest-{uuid.uuid4().hex[:8]}@localhost"
+    # written before the first start: the server and the CLI must not race to make different ones
+    cookie = base / ".erlang.cookie"
+    if not cookie.exists():
+        cookie.write_text(uuid.uuid4().hex.upper())
+        cookie.chmod(0o400)
     env = {
         **os.environ,
-        "HOME": str(base),  # its own ~/.erlang.cookie, made on first start
+        "HOME": str(base),  # its own ~/.erlang.cookie
         "RABBITMQ_NODENAME": node,
         "RABBITMQ_NODE_PORT": str(port),
         "RABBITMQ_DIST_PORT": str(dist),
