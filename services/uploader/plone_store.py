@@ -170,7 +170,7 @@ class PloneStore:
                 break
         for i in range(existing + 1, len(urls)):
             parent = urls[i - 1] if i else self.site_url
-            title = titles.get(i, folders[i])
+            title = titles.get(i, folders[i].capitalize())
             body = {"@type": "Folder", "id": folders[i], "title": title}
             created = await self._request(
                 client,

@@ -25,7 +25,8 @@ from tests.plone_server import PloneSite, plone_site_fixture  # noqa: F401 (the 
 from tests.sample_compare import assert_same_lines, zipped_csv
 from tests.smtp_sink import Inbox, running_smtp_server
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.samples]
+# the first test also builds the Plone environment when no earlier run left it (minutes, from nothing)
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.samples, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRST_PUSH = "2022-10-20"

@@ -23,7 +23,8 @@ from services.uploader.store import SourceError, StoreError, StoreUnavailable
 from shared.messages import ExtractCreated, ExtractKey, FileInfo
 from tests.plone_server import PloneSite, plone_site_fixture  # noqa: F401 (the session fixture `plone_site`)
 
-pytestmark = pytest.mark.integration
+# the first test also builds the Plone environment when no earlier run left it (minutes, from nothing)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 JSON = {"Accept": "application/json"}
 
