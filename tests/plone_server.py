@@ -318,7 +318,7 @@ def _acquire() -> PloneSite:
     if _site is None and _failure is None:
         try:
             _site = start_site()
-        except PloneUnavailable as exc:
+        except (PloneUnavailable, OSError) as exc:
             _failure = f"cannot start a Plone test site: {exc}"
     if _site is None:
         reason = _failure or "cannot start a Plone test site"
@@ -353,7 +353,7 @@ def main() -> None:
     started = time.monotonic()
     try:
         site = start_site()
-    except PloneUnavailable as exc:
+    except (PloneUnavailable, OSError) as exc:
         sys.exit(f"cannot start a Plone test site: {exc}")
     print(f"Plone site:       {site.url}  (started in {time.monotonic() - started:.0f}s)")
     print(f"service account:  {site.user} / {site.password}")
