@@ -14,6 +14,7 @@ half-built one. Each session copies the template into a temporary instance and s
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import json
@@ -240,6 +241,13 @@ def _build_into(build: Path) -> None:
     ready.chmod(0o600)
 
 
+def _stop_with_parent() -> None:
+    """In the server process (Linux): SIGTERM when the test session dies without stopping it (kill -9)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -271,6 +279,7 @@ def start_site() -> PloneSite:
             stderr=subprocess.STDOUT,
             env={**os.environ, "TUS_TMP_FILE_DIR": str(instance / "var" / "tus")},
             start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop the server
+            preexec_fn=_stop_with_parent,
         )
         log.close()
     except BaseException:
