@@ -9,12 +9,13 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import asyncpg
 
 from services.extractor.engine import queries as q
-from services.extractor.engine.files import sha256_of, write_parquet, write_zip
+from services.extractor.engine.files import needs_zip64, sha256_of, write_parquet, write_zip, write_zip_from
+from services.extractor.engine.growing import CsvProgress, GrowingFile
 from services.extractor.engine.result import BuiltFile, ExtractInputError, ExtractResult
 from services.extractor.engine.sessions import NodeSessions
 from services.extractor.engine.stream import CrlfWriter, merge_spools
@@ -30,6 +31,7 @@ from shared.formats import (
 from shared.nodes import NodeUnavailable, connect
 
 Progress = Callable[[int], None]
+T = TypeVar("T")
 # a lookup this small joins well without statistics; ANALYZE would cost a small extract ~10 ms per table
 ANALYZE_ABOVE = 1000
 
@@ -188,28 +190,35 @@ async def build_extract(
         stack.callback(cleanup)
         csv_tmp = _tmp_path(out_dir, out_dir / f"{basename}.csv")
         temps.append(csv_tmp)
-
-        if t == "t":
-            contributing = await _matched_plan(conns, spec, summary, warnings)
-            animals = await _load_animals(conns, {home: {bare}})
-            for name in contributing:
-                await _make_temps(conns[name])
-                await _fill_temp(conns[name], "x_animals", animals, ["catalog", "sci", "common"])
-            rows = await _stream_matched(conns, spec, lay, contributing, csv_tmp, out_dir, temps, progress)
-        else:
-            await _receiver_plan(conns, spec, summary, warnings)
-            rows = await _stream_receiver(conns[home], spec, lay, csv_tmp, progress)
-        if rows == 0:
-            warnings.append(f"no detections for {year} (header-only file)")
-        timings["csv"] = time.perf_counter() - started
-
         zip_final, pq_final = out_dir / f"{basename}.zip", out_dir / f"{basename}.parquet"
         zip_tmp, pq_tmp = _tmp_path(out_dir, zip_final), _tmp_path(out_dir, pq_final)
         temps += [zip_tmp, pq_tmp]
-        await asyncio.gather(
-            asyncio.to_thread(_timed, timings, "zip", write_zip, csv_tmp, f"{basename}.csv", zip_tmp),
-            asyncio.to_thread(_timed, timings, "parquet", _parquet_checked, csv_tmp, lay, pq_tmp, rows),
+        csv_written = CsvProgress()
+        # zip and Parquet follow the CSV as it is written: a big extract's rows take PostgreSQL many
+        # seconds to send, while the extractor's cores would otherwise wait
+        followers = asyncio.gather(
+            asyncio.to_thread(
+                _timed, timings, "zip", _zip_following, csv_tmp, csv_written, basename, zip_tmp
+            ),
+            asyncio.to_thread(
+                _timed, timings, "parquet", _parquet_following, csv_tmp, csv_written, lay, pq_tmp
+            ),
         )
+        try:
+            rows = await _write_csv(conns, spec, lay, csv_tmp, out_dir, temps, summary, warnings, progress)
+        except BaseException:
+            csv_written.fail()
+            await asyncio.gather(followers, return_exceptions=True)
+            raise
+        csv_written.complete()
+        if rows == 0:
+            warnings.append(f"no detections for {year} (header-only file)")
+        timings["csv"] = time.perf_counter() - started
+        _zipped, pq_rows = await followers
+        if pq_rows != rows:
+            raise RuntimeError(f"Parquet has {pq_rows} rows but the CSV has {rows}")
+        if needs_zip64(csv_tmp.stat().st_size):  # rare (> 2 GB): made again with ZIP64 headers
+            await asyncio.to_thread(write_zip, csv_tmp, f"{basename}.csv", zip_tmp)
         zip_sha, pq_sha = await asyncio.gather(
             asyncio.to_thread(sha256_of, zip_tmp), asyncio.to_thread(sha256_of, pq_tmp)
         )
@@ -237,16 +246,49 @@ async def build_extract(
     )
 
 
-def _timed(timings: dict[str, float], phase: str, work: Callable[..., None], *args: object) -> None:
+async def _write_csv(
+    conns: dict[str, asyncpg.Connection],
+    spec: q.ExtractSpec,
+    lay: Layout,
+    csv_tmp: Path,
+    out_dir: Path,
+    temps: list[Path],
+    summary: dict[str, int],
+    warnings: list[str],
+    progress: Progress | None,
+) -> int:
+    """Plan the extract (counts, warnings, lookups) and stream its CSV; returns the row count."""
+    home = spec.node
+    if spec.type_code == "t":
+        contributing = await _matched_plan(conns, spec, summary, warnings)
+        animals = await _load_animals(conns, {home: {spec.code}})
+        for name in contributing:
+            await _make_temps(conns[name])
+            await _fill_temp(conns[name], "x_animals", animals, ["catalog", "sci", "common"])
+        return await _stream_matched(conns, spec, lay, contributing, csv_tmp, out_dir, temps, progress)
+    await _receiver_plan(conns, spec, summary, warnings)
+    return await _stream_receiver(conns[home], spec, lay, csv_tmp, progress)
+
+
+def _timed(timings: dict[str, float], phase: str, work: Callable[..., T], *args: object) -> T:
     started = time.perf_counter()
-    work(*args)
+    result = work(*args)
     timings[phase] = time.perf_counter() - started
+    return result
 
 
-def _parquet_checked(csv_path: Path, lay: Layout, parquet_path: Path, rows: int) -> None:
-    written = write_parquet(csv_path, lay, parquet_path)
-    if written != rows:
-        raise RuntimeError(f"Parquet has {written} rows but the CSV has {rows}")
+def _zip_following(csv_tmp: Path, written: CsvProgress, basename: str, zip_tmp: Path) -> None:
+    with GrowingFile(csv_tmp, written) as src:
+        try:
+            write_zip_from(src, f"{basename}.csv", zip_tmp)
+        except RuntimeError:  # zipfile: a member over 2 GB needs ZIP64 headers; made again after the CSV
+            if not needs_zip64(csv_tmp.stat().st_size):
+                raise
+
+
+def _parquet_following(csv_tmp: Path, written: CsvProgress, lay: Layout, pq_tmp: Path) -> int:
+    with GrowingFile(csv_tmp, written) as src:
+        return write_parquet(src, lay, pq_tmp)
 
 
 async def _matched_plan(

@@ -7,9 +7,11 @@ is converted batch by batch with explicit column types (extract-formats.md §6),
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -33,12 +35,24 @@ def sha256_of(path: Path) -> str:
 
 def write_zip(csv_path: Path, arcname: str, zip_path: Path) -> None:
     """A zip holding exactly the CSV at its root, deflated, with a fixed timestamp (same bytes every time)."""
+    with csv_path.open("rb") as src:
+        write_zip_from(src, arcname, zip_path, csv_path.stat().st_size)
+
+
+def needs_zip64(size: int) -> bool:
+    """What zipfile decides from a member's size known in advance (a ZIP64 header when it may be large)."""
+    return size * 1.05 > zipfile.ZIP64_LIMIT
+
+
+def write_zip_from(src: BinaryIO | io.RawIOBase, arcname: str, zip_path: Path, size: int = 0) -> None:
+    """`write_zip` from a stream whose `size` may not be known yet (0): without ZIP64 headers, which a
+    CSV for which `needs_zip64` holds must have: such a zip is made again with `write_zip`."""
     info = zipfile.ZipInfo(arcname, date_time=ZIP_TIME)
     info.compress_type = zipfile.ZIP_DEFLATED
     info.external_attr = 0o644 << 16
     info.create_system = 3
-    info.file_size = csv_path.stat().st_size
-    with zipfile.ZipFile(zip_path, "w") as zf, csv_path.open("rb") as src, zf.open(info, "w") as dst:
+    info.file_size = size
+    with zipfile.ZipFile(zip_path, "w") as zf, zf.open(info, "w", force_zip64=False) as dst:
         shutil.copyfileobj(src, dst, BLOCK)
 
 
@@ -91,8 +105,9 @@ def _hex_to_binary(column: pa.Array) -> pa.Array:
     return pa.array([bytes.fromhex(v) if v else None for v in column.to_pylist()], type=pa.binary())
 
 
-def write_parquet(csv_path: Path, layout: Layout, parquet_path: Path) -> int:
-    """Convert the extract CSV to Parquet with the specified Arrow types; returns the row count."""
+def write_parquet(csv_path: Path | BinaryIO | io.RawIOBase, layout: Layout, parquet_path: Path) -> int:
+    """Convert the extract CSV (a path or a stream) to Parquet with the specified Arrow types; returns the
+    row count."""
     schema = arrow_schema(layout)
     reader = pacsv.open_csv(
         csv_path,
