@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     store: str = "folder"
     store_dir: Path = Path("var/store")
     store_url: str | None = None  # public base URL of store_dir, for the links in emails (else file://)
-    plone_url: str | None = None  # the site, e.g. https://members.oceantrack.org or http://127.0.0.1:8080/Plone
+    plone_url: str | None = None  # the site, e.g. http://127.0.0.1:8080/Plone
     plone_user: str | None = None
     plone_password: SecretStr | None = None
     # Plone folders under the site: `<plone_path>/[<node lower>/]<code lower>/detection-extracts/`
@@ -168,6 +168,8 @@ class Settings(BaseSettings):
     @field_validator("plone_url", "webdav_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            return None  # an empty variable (as compose passes an unset one) means not set
         if value is not None:
             parts = urlsplit(value)
             if parts.scheme not in {"http", "https"} or not parts.hostname:

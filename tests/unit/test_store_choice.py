@@ -60,3 +60,11 @@ def test_store_passwords_are_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert {"plone-secret", "dav-secret"} <= set(settings.secrets())
     assert "plone-secret" not in repr(settings) and "dav-secret" not in repr(settings)
+
+
+def test_empty_store_urls_mean_not_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    # docker-compose.yml passes unset variables as empty strings
+    monkeypatch.setenv("OTN_PUSH_PLONE_URL", "")
+    monkeypatch.setenv("OTN_PUSH_WEBDAV_URL", " ")
+    settings = load_settings()
+    assert settings.plone_url is None and settings.webdav_url is None
