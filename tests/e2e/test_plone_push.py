@@ -29,8 +29,10 @@ from tests.smtp_sink import Inbox, running_smtp_server
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.samples, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
-FIRST_PUSH = "2022-10-20"
-RE_PUSH = "2023-02-16"
+# the session's sample nodes (and otn-push's own tables in them) are shared with test_sample_push.py:
+# pushes of their own dates, or one test's NSBS email would count as already sent in the other
+FIRST_PUSH = "2024-02-15"
+RE_PUSH = "2024-06-13"
 NAME = "nsbs_matched_detections_2022"
 JSON = {"Accept": "application/json"}
 
