@@ -469,6 +469,8 @@ def run_demo(
         with console.status("starting the services"):
             asyncio.run(wait_consuming(settings, services))
         console.print(f"services consuming: {', '.join(SERVICES)}; starting the push of {push_date}")
+        # the demo's queues hang off its own exchange: say how to watch them from another terminal
+        console.print(f"watch it: OTN_PUSH_EXCHANGE={exchange} otn-push status --watch", soft_wrap=True)
         asyncio.run(start_push(settings, push_date))
         asyncio.run(watch_push(settings, push_date, len(summary.extracts), services, console, timeout))
         ok = asyncio.run(report(settings, push_date, paths, console))

@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from otn_push.demo.run import run_demo
+from otn_push.status.queues import read_queues
 from shared.nodes import connection
 from shared.settings import Settings
 from tests.conftest import PG_ADMIN, pg_url
@@ -82,6 +83,10 @@ def test_demo_runs_a_push_to_completion_twice(
         for name in ("scheduler", "extractor", "uploader", "notifier"):
             assert (folder / "logs" / f"{name}.log").is_file()
         assert f"{len(jobs)}/{len(jobs)}" in text and "emails:" in text
+        # the watch command the demo prints sees the demo's own queues
+        assert f"watch it: OTN_PUSH_EXCHANGE={exchange} otn-push status --watch" in text
+        watched = asyncio.run(read_queues(base.model_copy(update={"exchange": exchange})))
+        assert watched and all(q.exists for q in watched if q.kind != "dead-letter")
 
 
 async def test_report_names_failures_with_their_reason_and_says_not_ok(own_db: str, tmp_path: Path) -> None:
