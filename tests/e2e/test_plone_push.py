@@ -17,10 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from otn_push.demo.run import DemoPaths, start_services, wait_consuming
-from shared.settings import Settings
-from tests.e2e.test_sample_push import System
-from tests.integration.conftest import AMQP_URL, Rabbit
+from otn_push.demo.run import wait_consuming
+from tests.e2e.system import System
+from tests.integration.conftest import Rabbit
 from tests.plone_server import PloneSite, plone_site_fixture  # noqa: F401 (the session fixture `plone_site`)
 from tests.sample_compare import assert_same_lines, zipped_csv
 from tests.smtp_sink import Inbox, running_smtp_server
@@ -43,44 +42,18 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
         yield server
 
 
-class PloneSystem(System):
-    """The services of home node OTN with the Plone store (System's set-up, with the store settings)."""
-
-    def __init__(
-        self, nodes: dict[str, str], base: Path, smtp_port: int, rabbit: Rabbit, site: PloneSite, path: str
-    ) -> None:
-        self.paths = DemoPaths(base)
-        for folder in (self.paths.store, self.paths.staging, self.paths.outbox, self.paths.logs):
-            folder.mkdir(parents=True, exist_ok=True)
-        exchange = f"otn.push.e2e-{uuid.uuid4().hex[:8]}"
-        self.env = {
-            "OTN_PUSH_NODES": ";".join(f"{n}={u}" for n, u in nodes.items()),
-            "OTN_PUSH_HOME_NODE": "OTN",
-            "OTN_PUSH_AMQP_URL": AMQP_URL,
-            "OTN_PUSH_EXCHANGE": exchange,
-            "OTN_PUSH_STORE": "plone",
-            "OTN_PUSH_PLONE_URL": site.url,
-            "OTN_PUSH_PLONE_USER": site.user,
-            "OTN_PUSH_PLONE_PASSWORD": site.password,
-            "OTN_PUSH_PLONE_PATH": path,
-            "OTN_PUSH_STORE_DIR": str(self.paths.store),
-            "OTN_PUSH_STAGING_DIR": str(self.paths.staging),
-            "OTN_PUSH_OUTBOX_DIR": str(self.paths.outbox),
-            "OTN_PUSH_SEND_MAIL": "true",
-            "OTN_PUSH_SMTP_HOST": "127.0.0.1",
-            "OTN_PUSH_SMTP_PORT": str(smtp_port),
-            "OTN_PUSH_AUTO_PUSH": "false",
-            "OTN_PUSH_RETRY_BASE_DELAY": "0.2",
-        }
-        self.settings = Settings(
-            nodes=nodes,
-            home_node="OTN",
-            amqp_url=AMQP_URL,
-            exchange=exchange,
-            _env_file=None,  # type: ignore[call-arg]
-        )
-        rabbit.track(self.settings)
-        self.services = start_services(self.env, self.paths, ROOT)
+def plone_system(
+    nodes: dict[str, str], base: Path, smtp_port: int, rabbit: Rabbit, site: PloneSite, path: str
+) -> System:
+    """The services of home node OTN with the Plone store."""
+    store = {
+        "OTN_PUSH_STORE": "plone",
+        "OTN_PUSH_PLONE_URL": site.url,
+        "OTN_PUSH_PLONE_USER": site.user,
+        "OTN_PUSH_PLONE_PASSWORD": site.password,
+        "OTN_PUSH_PLONE_PATH": path,
+    }
+    return System(nodes, "OTN", base, smtp_port, rabbit, store_env=store)
 
 
 def links(message: Any, site: PloneSite) -> list[str]:
@@ -126,7 +99,7 @@ async def test_push_of_real_samples_into_plone_then_re_push_replaces(
     folder = f"{site.url}/{path}/nsbs/detection-extracts"
     original = zipped_csv(samples_dir / f"{NAME}.zip", f"{NAME}.csv")
 
-    otn = PloneSystem(sample_nodes, tmp_path / "otn", port, rabbit, site, path)
+    otn = plone_system(sample_nodes, tmp_path / "otn", port, rabbit, site, path)
     try:
         await wait_consuming(otn.settings, otn.services)
         otn.cli("list", "add", "--push-date", FIRST_PUSH, "NSBS,2022,t")

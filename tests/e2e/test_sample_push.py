@@ -7,11 +7,7 @@ aiosmtpd server. The CLI drives everything: `list add`, `push start --wait`, `pu
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +15,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from otn_push.demo.run import DemoPaths, start_services, stop_services, wait_consuming
+from otn_push.demo.run import wait_consuming
 from shared.nodes import connection
-from shared.settings import Settings
-from tests.integration.conftest import AMQP_URL, Rabbit
+from tests.e2e.system import System
+from tests.integration.conftest import Rabbit
 from tests.sample_compare import assert_legacy_equal, assert_same_lines, zipped_csv
 from tests.smtp_sink import Inbox, running_smtp_server
 
@@ -42,62 +38,6 @@ PROJ67_RECIPIENTS = {"bangleyc@si.edu", "ogburnm@si.edu"}
 def smtp() -> Iterator[tuple[Inbox, int]]:
     with running_smtp_server() as server:
         yield server
-
-
-class System:
-    """The four services as processes for one home node, and the CLI with the same environment."""
-
-    def __init__(self, nodes: dict[str, str], home: str, base: Path, smtp_port: int, rabbit: Rabbit) -> None:
-        self.paths = DemoPaths(base)
-        for folder in (self.paths.store, self.paths.staging, self.paths.outbox, self.paths.logs):
-            folder.mkdir(parents=True, exist_ok=True)
-        exchange = f"otn.push.e2e-{uuid.uuid4().hex[:8]}"
-        self.env = {
-            "OTN_PUSH_NODES": ";".join(f"{n}={u}" for n, u in nodes.items()),
-            "OTN_PUSH_HOME_NODE": home,
-            "OTN_PUSH_AMQP_URL": AMQP_URL,
-            "OTN_PUSH_EXCHANGE": exchange,
-            "OTN_PUSH_STORE_DIR": str(self.paths.store),
-            "OTN_PUSH_STAGING_DIR": str(self.paths.staging),
-            "OTN_PUSH_OUTBOX_DIR": str(self.paths.outbox),
-            "OTN_PUSH_SEND_MAIL": "true",
-            "OTN_PUSH_SMTP_HOST": "127.0.0.1",
-            "OTN_PUSH_SMTP_PORT": str(smtp_port),
-            "OTN_PUSH_AUTO_PUSH": "false",
-            "OTN_PUSH_RETRY_BASE_DELAY": "0.2",
-        }
-        self.settings = Settings(
-            nodes=nodes,
-            home_node=home,
-            amqp_url=AMQP_URL,
-            exchange=exchange,
-            _env_file=None,  # type: ignore[call-arg]
-        )
-        rabbit.track(self.settings)
-        self.services = start_services(self.env, self.paths, ROOT)
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, **self.env, "COLUMNS": "200"}
-        done = subprocess.run(
-            [CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
-        )
-        if check:
-            assert done.returncode == 0, (
-                f"otn-push {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}"
-            )
-        return done
-
-    def stored(self, code: str, name: str) -> Path:
-        return self.paths.store / "data" / "repository" / code.lower() / "detection-extracts" / name
-
-    def status(self, push_date: str) -> dict[str, object]:
-        return json.loads(self.cli("push", "status", "--push-date", push_date, "--json").stdout)
-
-    def stop(self) -> None:
-        """SIGTERM lets each service finish and exit 0."""
-        stop_services(self.services)
-        codes = {svc.name: svc.process.returncode for svc in self.services}
-        assert all(code == 0 for code in codes.values()), codes
 
 
 async def list_rows(url: str, push_date: str) -> list[asyncpg.Record]:
@@ -145,7 +85,7 @@ async def test_push_of_real_samples_through_the_services(
 
         status = otn.status(NSBS_PUSH)
         assert status["counts"] == {"completed": 1}
-        [job] = status["jobs"]  # type: ignore[attr-defined]
+        [job] = status["jobs"]
         assert job["rows"] == 4067 and len(job["list_row_ids"]) == 2
         rows = await list_rows(sample_nodes["OTN"], NSBS_PUSH)
         assert len(rows) == 2 and all(r["completed"] and r["completed_date"] is not None for r in rows)
@@ -172,7 +112,7 @@ async def test_push_of_real_samples_through_the_services(
         assert status["counts"] == {"completed": 1}
         # the SERC1 sample names no contacts of SERC1 itself: a warning, not a crash, and no email
         assert inbox.for_push(SERC1_PUSH, "SERC1") == []
-        [job] = status["jobs"]  # type: ignore[attr-defined]
+        [job] = status["jobs"]
         assert "SERC1 has no usable email address: no email sent" in job["warnings"]
         [row] = await list_rows(sample_nodes["ACT"], SERC1_PUSH)
         assert row["completed"] is True

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import re
-import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +16,10 @@ import httpx
 import pytest
 
 from otn_push.demo.generate import generate_network
-from otn_push.demo.run import DemoPaths, start_services, stop_services, wait_consuming
-from shared.settings import Settings
+from otn_push.demo.run import wait_consuming
 from tests.conftest import NodeFactory
-from tests.integration.conftest import AMQP_URL, Rabbit
+from tests.e2e.system import System
+from tests.integration.conftest import Rabbit
 from tests.smtp_sink import Inbox, running_smtp_server
 from tests.webdav_server import WebDavServer, running_webdav_server
 
@@ -45,74 +42,17 @@ def webdav(tmp_path: Path) -> Iterator[WebDavServer]:
         yield server
 
 
-class WebDavSystem:
-    """The four services as processes with OTN_PUSH_STORE=webdav, and the CLI with the same environment."""
-
-    def __init__(
-        self,
-        nodes: dict[str, str],
-        base: Path,
-        smtp_port: int,
-        rabbit: Rabbit,
-        store_url: str,
-        dav: WebDavServer,
-    ) -> None:
-        self.paths = DemoPaths(base)
-        for folder in (self.paths.store, self.paths.staging, self.paths.outbox, self.paths.logs):
-            folder.mkdir(parents=True, exist_ok=True)
-        exchange = f"otn.push.e2e-dav-{uuid.uuid4().hex[:8]}"
-        self.env = {
-            "OTN_PUSH_NODES": ";".join(f"{n}={u}" for n, u in nodes.items()),
-            "OTN_PUSH_HOME_NODE": "OTN",
-            "OTN_PUSH_AMQP_URL": AMQP_URL,
-            "OTN_PUSH_EXCHANGE": exchange,
-            "OTN_PUSH_STORE": "webdav",
-            "OTN_PUSH_WEBDAV_URL": store_url,
-            "OTN_PUSH_WEBDAV_USER": dav.user,
-            "OTN_PUSH_WEBDAV_PASSWORD": dav.password,
-            # a folder store the services must not use: it has to stay empty
-            "OTN_PUSH_STORE_DIR": str(self.paths.store),
-            "OTN_PUSH_STAGING_DIR": str(self.paths.staging),
-            "OTN_PUSH_OUTBOX_DIR": str(self.paths.outbox),
-            "OTN_PUSH_SEND_MAIL": "true",
-            "OTN_PUSH_SMTP_HOST": "127.0.0.1",
-            "OTN_PUSH_SMTP_PORT": str(smtp_port),
-            "OTN_PUSH_AUTO_PUSH": "false",
-            "OTN_PUSH_RETRY_BASE_DELAY": "0.2",
-            "OTN_PUSH_METRICS_PORT": "0",
-        }
-        self.settings = Settings(
-            nodes=nodes,
-            home_node="OTN",
-            amqp_url=AMQP_URL,
-            exchange=exchange,
-            _env_file=None,  # type: ignore[call-arg]
-        )
-        rabbit.track(self.settings)
-        self.services = start_services(self.env, self.paths, ROOT)
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, **self.env, "COLUMNS": "200"}
-        done = subprocess.run(
-            [CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
-        )
-        assert done.returncode == 0, (
-            f"otn-push {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}"
-        )
-        return done
-
-    def status(self) -> dict[str, Any]:
-        import json
-
-        return dict(json.loads(self.cli("push", "status", "--push-date", str(PUSH_DATE), "--json").stdout))
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.paths.logs.glob("*.log")))
-
-    def stop(self) -> None:
-        stop_services(self.services)
-        codes = {svc.name: svc.process.returncode for svc in self.services}
-        assert all(code == 0 for code in codes.values()), codes
+def webdav_system(
+    nodes: dict[str, str], base: Path, smtp_port: int, rabbit: Rabbit, store_url: str, dav: WebDavServer
+) -> System:
+    """The services of home node OTN with OTN_PUSH_STORE=webdav."""
+    store = {
+        "OTN_PUSH_STORE": "webdav",
+        "OTN_PUSH_WEBDAV_URL": store_url,
+        "OTN_PUSH_WEBDAV_USER": dav.user,
+        "OTN_PUSH_WEBDAV_PASSWORD": dav.password,
+    }
+    return System(nodes, "OTN", base, smtp_port, rabbit, store_env=store)
 
 
 def files_of(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -166,11 +106,11 @@ async def test_push_into_webdav_publishes_every_file_and_a_re_push_replaces_them
     # one listed extract of every project keeps the push short and still fills a folder per project
     chosen = list({label.split(",")[0]: label for label in reversed(summary.extracts)}.values())
     extracts = [arg for label in chosen for arg in ("--extract", label)]
-    system = WebDavSystem(nodes, tmp_path / "system", port, rabbit, store_url, webdav)
+    system = webdav_system(nodes, tmp_path / "system", port, rabbit, store_url, webdav)
     try:
         await wait_consuming(system.settings, system.services)
         system.cli("push", "start", "--push-date", str(PUSH_DATE), *extracts, "--wait", "--timeout", "240")
-        first = system.status()
+        first = system.status(str(PUSH_DATE))
         assert len(chosen) > 3 and first["counts"] == {"completed": len(chosen)}, first["counts"]
 
         # every file at its URL on the server, with the content the extractor recorded, and nothing else
@@ -199,7 +139,7 @@ async def test_push_into_webdav_publishes_every_file_and_a_re_push_replaces_them
             "push", "start", "--push-date", str(PUSH_DATE), *extracts, "--format", "legacy",
             "--wait", "--timeout", "240",
         )  # fmt: skip
-        second = system.status()
+        second = system.status(str(PUSH_DATE))
         assert second["counts"] == first["counts"]
         again = files_of(second)
         assert again.keys() == files.keys()
