@@ -173,16 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A WebDAV server (wsgidav) for otn-push's WebDAV store.")
     parser.add_argument("--root", type=Path, help="folder to serve (default: a new temporary folder)")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     parser.add_argument("--quiet", action="store_true", help="print nothing; log warnings only")
     args = parser.parse_args(argv)
+    port = args.port or free_port()
     root = (args.root or Path(tempfile.mkdtemp(prefix="otn-push-webdav-"))).resolve()
     if not root.is_dir():
         parser.error(f"--root {root}: not a folder")
     user = os.environ.get(USER_VARIABLE) or "otn-push"
     password = os.environ.get(PASSWORD_VARIABLE) or secrets.token_urlsafe(12)
     if not args.quiet:
-        url = f"http://{args.host}:{args.port}{SHARE}"
+        url = f"http://{args.host}:{port}{SHARE}"
         print(f"WebDAV server for {root} at {url}/ (user {user}, password {password}); Ctrl-C stops it.")
         print("Point otn-push at it with:\n")
         print("  export OTN_PUSH_STORE=webdav")
@@ -190,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  export OTN_PUSH_WEBDAV_USER={user}")
         print(f"  export OTN_PUSH_WEBDAV_PASSWORD={password}\n", flush=True)
         (root / "data" / "repository").mkdir(parents=True, exist_ok=True)
-    serve(root, args.host, args.port, user, password, verbose=1 if args.quiet else 3)
+    try:
+        serve(root, args.host, port, user, password, verbose=1 if args.quiet else 3)
+    except OSError as exc:
+        parser.exit(1, f"cannot serve on {args.host}:{port}: {exc.strerror or exc}\n")
     return 0
 
 
