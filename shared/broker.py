@@ -152,6 +152,10 @@ def parse_or_reject(model: type[M], body: Any, routing_key: str) -> M:
         raise Rejected(f"malformed {routing_key} message: {where or 'body'}: {problem}") from None
 
 
+class StartupError(Exception):
+    """A service cannot start (a store refusing its account, …): one line, exit code 1."""
+
+
 def run_service(name: str, build: Callable[[Settings], FastStream]) -> int:
     """`python -m services.<name>`: settings read once (a bad one exits with one line), then run."""
     try:
@@ -169,7 +173,7 @@ def run_service(name: str, build: Callable[[Settings], FastStream]) -> int:
         asyncio.run(app.run())
     except KeyboardInterrupt:
         return 0
-    except MigrationError as exc:
+    except (MigrationError, StartupError) as exc:
         print(f"otn-push {name}: cannot start: {redact_text(str(exc), settings.secrets())}", file=sys.stderr)
         return 1
     except (OSError, ConnectionError, AMQPError) as exc:

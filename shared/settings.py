@@ -167,7 +167,7 @@ class Settings(BaseSettings):
 
     @field_validator("plone_url", "webdav_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not value.strip():
             return None  # an empty variable (as compose passes an unset one) means not set
         if value is not None:
@@ -175,7 +175,8 @@ class Settings(BaseSettings):
             if parts.scheme not in {"http", "https"} or not parts.hostname:
                 raise ValueError(f"must be an http:// or https:// URL (got {redact_url(value)!r})")
             if parts.password:
-                raise ValueError("must not carry a password: set the _PASSWORD setting")
+                secret = "OTN_PUSH_" + (info.field_name or "").removesuffix("_url").upper() + "_PASSWORD"
+                raise ValueError(f"must not carry a password: set {secret}")
         return value.rstrip("/") if value else value
 
     @field_validator("extract_format")

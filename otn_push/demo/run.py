@@ -32,6 +32,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from otn_push.demo.generate import DEFAULT_DETECTIONS, NetworkSummary, generate_network
+from services.uploader.store_choice import make_store
 from shared.calendar import PUBLISHED_PUSH_DATES
 from shared.db import COMPLETED, FAILED, JOB_STATES, EmailSent, Job, PushRun, make_engine, make_sessionmaker
 from shared.messages import PushStart
@@ -462,6 +463,7 @@ def run_demo(
     paths.fresh()
     env = demo_environment(base, paths, push_date, exchange)
     settings = demo_settings(env)
+    make_store(settings)  # a store setting missing or malformed stops here, before any database is touched
     summary = asyncio.run(prepare(settings, push_date, detections=detections, seed=seed, console=console))
     describe(summary, console)
     services = start_services(env, paths, root)
@@ -470,7 +472,8 @@ def run_demo(
             asyncio.run(wait_consuming(settings, services))
         console.print(f"services consuming: {', '.join(SERVICES)}; starting the push of {push_date}")
         # the demo's queues hang off its own exchange: say how to watch them from another terminal
-        console.print(f"watch it: OTN_PUSH_EXCHANGE={exchange} otn-push status --watch", soft_wrap=True)
+        cli = "otn-push" if shutil.which("otn-push") else str(Path(sys.executable).parent / "otn-push")
+        console.print(f"watch it: OTN_PUSH_EXCHANGE={exchange} {cli} status --watch", soft_wrap=True)
         asyncio.run(start_push(settings, push_date))
         asyncio.run(watch_push(settings, push_date, len(summary.extracts), services, console, timeout))
         ok = asyncio.run(report(settings, push_date, paths, console))

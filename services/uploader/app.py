@@ -13,9 +13,9 @@ from faststream.rabbit import RabbitBroker
 from pydantic import ValidationError
 
 from services.uploader.handlers import Retry, handle_extract_created
-from services.uploader.store import DocumentStore
+from services.uploader.store import DocumentStore, StoreError, StoreUnavailable
 from services.uploader.store_choice import describe_store, make_store
-from shared.broker import make_broker, publish
+from shared.broker import StartupError, make_broker, publish
 from shared.final_delivery import Rejected
 from shared.messages import EXTRACT_FAILED, EXTRACT_UPLOADED, ExtractCreated, ExtractUploaded
 from shared.metrics import instrument
@@ -49,6 +49,7 @@ def build_app(
         await publish(broker, settings, key, result, message_id)
 
     async def start() -> None:
+        await check_store(the_store, describe_store(settings))
         await broker.connect()
         await declare_topology(broker, settings)
         log.info("uploader ready: store %s", describe_store(settings))
@@ -62,3 +63,17 @@ def _first_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "message"
     return f"{where}: {first['msg']}"
+
+
+async def check_store(store: DocumentStore, label: str) -> None:
+    """A store that refuses the account (or does not exist) stops the uploader with one line; one that
+    is only unreachable for now is retried per upload, as any transient fault."""
+    check = getattr(store, "check", None)
+    if check is None:
+        return
+    try:
+        await check()
+    except StoreUnavailable as exc:
+        log.warning("store %s not reachable at start (uploads will retry): %s", label, exc)
+    except StoreError as exc:
+        raise StartupError(str(exc)) from None

@@ -71,6 +71,7 @@ class PloneStore:
         self.site_url = site_url.rstrip("/")
         self.user = user
         self._auth = httpx.BasicAuth(user, password or "") if user else None
+        self._password = password or ""
         self.path = [check_segment(p, "OTN_PUSH_PLONE_PATH segment") for p in path.strip("/").split("/") if p]
         self.node_folders = node_folders
         self.timeout = timeout
@@ -113,6 +114,28 @@ class PloneStore:
                 raise
             await self._set_description(client, url, f"sha256:{sha256}")
         return StoredFile(self._location(url), url, copied=True)
+
+    async def check(self) -> None:
+        """At start: the site answers and the service account's password is right (`@login`, where the
+        restapi offers it), so a wrong password stops the uploader instead of failing every extract."""
+        async with self._client() as client:
+            await self._request(client, "GET", self.site_url, "reading the site", (200,), headers=JSON)
+            if self.user is None:
+                return
+            login = await self._request(
+                client,
+                "POST",
+                f"{self.site_url}/@login",
+                "logging in",
+                (200, 401, 404, 405),
+                headers=JSON,
+                json={"login": self.user, "password": self._password},
+            )
+            if login.status_code == 401:
+                raise StoreError(
+                    f"plone {self.site_url}: the service account {self.user!r} cannot log in "
+                    "(check OTN_PUSH_PLONE_USER and OTN_PUSH_PLONE_PASSWORD)"
+                )
 
     # -- HTTP ------------------------------------------------------------------------------------
 

@@ -119,6 +119,21 @@ class WebDavStore:
             await self._sweep(client, folder, name)
         return StoredFile(location, final, copied=True)
 
+    async def check(self) -> None:
+        """At start: the collection exists and the account may read it (a wrong password is found here,
+        not after every extract of a push has failed). Raises StoreError, or StoreUnavailable when the
+        server cannot be reached right now."""
+        async with self._client() as client:
+            url = self.base_url + "/"
+            response = await self._request(
+                client, "PROPFIND", url, content=PROPFIND_BODY, headers={"Depth": "0"}
+            )
+            if response.status_code == 404:
+                raise StoreError(
+                    f"{self.label}: the collection does not exist (create it, or fix OTN_PUSH_WEBDAV_URL)"
+                )
+            self._expect(response, "PROPFIND", url, {207})
+
     def _client(self) -> httpx.AsyncClient:
         # one client per put: its connections belong to the running event loop, and a put's requests
         # share them; redirects are not followed (a moved store is a setting to fix, not to guess)

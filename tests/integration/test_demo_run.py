@@ -84,7 +84,7 @@ def test_demo_runs_a_push_to_completion_twice(
             assert (folder / "logs" / f"{name}.log").is_file()
         assert f"{len(jobs)}/{len(jobs)}" in text and "emails:" in text
         # the watch command the demo prints sees the demo's own queues
-        assert f"watch it: OTN_PUSH_EXCHANGE={exchange} otn-push status --watch" in text
+        assert f"watch it: OTN_PUSH_EXCHANGE={exchange} " in text and "otn-push status --watch" in text
         watched = asyncio.run(read_queues(base.model_copy(update={"exchange": exchange})))
         assert watched and all(q.exists for q in watched if q.kind != "dead-letter")
 

@@ -362,3 +362,16 @@ async def test_service_account_cannot_write_outside_the_repository(
         )
     assert not refused.value.transient
     assert "not allowed" in str(refused.value) and site.password not in str(refused.value)
+
+
+async def test_the_account_is_checked_at_start(plone_site: PloneSite) -> None:
+    site = plone_site
+    await PloneStore(site.url, site.user, site.password).check()
+    wrong = "not-the-password-" + uuid.uuid4().hex
+    with pytest.raises(StoreError) as refused:
+        await PloneStore(site.url, site.user, wrong).check()
+    assert not refused.value.transient and "OTN_PUSH_PLONE_PASSWORD" in str(refused.value)
+    assert wrong not in str(refused.value)
+    with pytest.raises(StoreError) as missing:
+        await PloneStore(site.url + "-nope", site.user, site.password).check()
+    assert not missing.value.transient and "404" in str(missing.value)

@@ -390,3 +390,48 @@ async def test_make_store_builds_it_from_the_settings(
     stored = await store.put(local, node="OTN", code="NSBS", name=NAME, sha256=sha)
     assert stored.url == f"{url}/{FINAL}"
     assert (folder / FINAL).read_bytes() == b"from settings"
+
+
+async def test_the_account_and_collection_are_checked_at_start(
+    webdav: WebDavServer, share: tuple[str, Path]
+) -> None:
+    url, _ = share
+    await store_of(webdav, url).check()
+    secret = "wrong-" + uuid.uuid4().hex
+    with pytest.raises(StoreError) as refused:
+        await store_of(webdav, url, password=secret).check()
+    assert not refused.value.transient and "OTN_PUSH_WEBDAV_PASSWORD" in str(refused.value)
+    assert secret not in str(refused.value)
+    with pytest.raises(StoreError, match="the collection does not exist") as missing:
+        await store_of(webdav, url + "/nowhere").check()
+    assert not missing.value.transient
+    with pytest.raises(StoreUnavailable):
+        await store_of(webdav, f"http://127.0.0.1:{free_port()}/dav").check()
+
+
+def test_an_uploader_with_a_wrong_password_stops_at_start_with_one_line(
+    webdav: WebDavServer, share: tuple[str, Path], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    url, _ = share
+    secret = "wrong-" + uuid.uuid4().hex
+    env = {
+        **os.environ,
+        "OTN_PUSH_STORE": "webdav",
+        "OTN_PUSH_WEBDAV_URL": url,
+        "OTN_PUSH_WEBDAV_USER": webdav.user,
+        "OTN_PUSH_WEBDAV_PASSWORD": secret,
+        "OTN_PUSH_EXCHANGE": f"otn.push.t-{uuid.uuid4().hex[:8]}",
+        "OTN_PUSH_METRICS_PORT": "0",
+        "OTN_PUSH_STAGING_DIR": str(tmp_path / "staging"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "services.uploader"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1, done.stderr
+    # the log lines before it, then the one line that says why
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("otn-push uploader: cannot start:") and "Traceback" not in done.stderr
+    assert "OTN_PUSH_WEBDAV_PASSWORD" in last and secret not in done.stderr + done.stdout

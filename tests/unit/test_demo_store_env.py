@@ -29,3 +29,20 @@ def test_demo_keeps_its_own_folder_store_by_default(tmp_path: Path) -> None:
     assert env["OTN_PUSH_STORE"] == "folder"
     assert env["OTN_PUSH_STORE_DIR"] == str((tmp_path / "store").resolve())
     assert not any(key.startswith(("OTN_PUSH_PLONE_URL", "OTN_PUSH_WEBDAV")) for key in env)
+
+
+def test_demo_refuses_a_store_setting_before_touching_any_database(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from otn_push.demo.run import run_demo
+    from shared.settings import Settings, SettingsError
+
+    # nodes nobody can reach: getting past the store check would fail differently
+    unreachable = {
+        n: f"postgresql://postgres@127.0.0.1:1/otn_push_demo_x_{n.lower()}" for n in ("OTN", "ACT")
+    }
+    base = Settings(nodes=unreachable, home_node="OTN", store="plone", _env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(SettingsError, match="OTN_PUSH_PLONE_URL"):
+        run_demo(Console(file=io.StringIO()), root=tmp_path, base=base, folder=tmp_path / "demo")

@@ -41,7 +41,8 @@ def test_store_kind_is_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None
     [
         ("OTN_PUSH_PLONE_URL", "ftp://plone.example.org", "http:// or https://"),
         ("OTN_PUSH_WEBDAV_URL", "dav.example.org/extracts", "http:// or https://"),
-        ("OTN_PUSH_PLONE_URL", "https://svc:hunter2@plone.example.org", "must not carry a password"),
+        ("OTN_PUSH_PLONE_URL", "https://svc:hunter2@plone.example.org", "set OTN_PUSH_PLONE_PASSWORD"),
+        ("OTN_PUSH_WEBDAV_URL", "https://svc:hunter2@dav.example.org/x", "set OTN_PUSH_WEBDAV_PASSWORD"),
     ],
 )
 def test_store_urls_are_checked_without_printing_a_password(
