@@ -24,6 +24,7 @@ from otn_push.cli.common import console, err_console, extract_format, fail, run,
 from otn_push.cli.list_cmd import parse_date
 from otn_push.cli.own_db import ensure_own_tables, own_tables_for_reading
 from shared.broker import PublishError, make_broker, publish
+from shared.calendar import PushCalendar
 from shared.db import COMPLETED, FAILED, JOB_STATES, Job, PushRun, make_engine, make_sessionmaker
 from shared.extract_list import ExtractListError, parse_extract
 from shared.messages import PUSH_START, ExtractKey, PushStart
@@ -264,6 +265,9 @@ def register(app: typer.Typer) -> None:
         day = parse_date(push_date)
         wanted = extract_format(fmt_option, cfg) if fmt_option is not None else None
         extracts = _manual_list(extract, day)
+        off_calendar = PushCalendar(cfg.push_dates).not_a_push_date(day)
+        if off_calendar is not None:  # a mistyped date would start an empty push that looks like success
+            err_console.print(f"[yellow]warning:[/] --push-date {escape(off_calendar)}", highlight=False)
 
         async def go() -> int:
             await ensure_own_tables(cfg)

@@ -111,6 +111,11 @@ async def test_push_start_says_what_is_wrong_with_the_broker(
     assert code == 3 and "no scheduler is consuming" in err and "scheduler.commands" in err
     code, out, err = await cli(env, "push", "start", "--push-date", PUSH.isoformat())
     assert code == 0 and "sent to the scheduler" in out and "no scheduler is consuming" in err
+    assert "is not a push date" not in err
+
+    # a mistyped date is said, with the push dates around it (it is still sent: tests and re-runs use any)
+    code, out, err = await cli(env, "push", "start", "--push-date", "2025-06-13")
+    assert code == 0 and "2025-06-13 is not a push date (nearest: 2025-06-12 or 2025-10-16" in err
 
 
 async def test_list_add_refuses_a_date_that_is_not_a_push_date_and_list_show_prints_whole_values(
