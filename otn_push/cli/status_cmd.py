@@ -173,7 +173,22 @@ def register(app: typer.Typer) -> None:
                 console.print(render(snap), highlight=False)
             raise typer.Exit(1 if snap.flags else 0)
 
+        async def stream() -> Snapshot:
+            # not a terminal (a pipe, tee, a log file): one whole snapshot per read, flushed, instead of
+            # a live display that only draws on a terminal; with --json one JSON document per line
+            while True:
+                snap = await take_snapshot(cfg, day)
+                if as_json:
+                    typer.echo(json.dumps(snap.as_dict()))
+                else:
+                    console.print(render(snap), highlight=False)
+                    console.print("")
+                console.file.flush()
+                await asyncio.sleep(interval)
+
         async def follow() -> Snapshot:
+            if as_json or not console.is_terminal:
+                return await stream()
             snap = await take_snapshot(cfg, day)
             with Live(render(snap), console=console, refresh_per_second=4) as live:
                 try:

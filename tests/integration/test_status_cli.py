@@ -147,3 +147,43 @@ async def test_status_shows_queues_push_nodes_and_flags(
     )
     assert code == 1
     assert "FACT" in out and "NO" in out and "OTN" in out
+
+
+async def test_watch_into_a_pipe_writes_one_whole_snapshot_per_read(
+    make_nodes: Any, make_settings: Any, rabbit: Rabbit
+) -> None:
+    import asyncio
+    import os
+    import signal
+    import sys
+    from pathlib import Path
+
+    nodes = await make_nodes("OTN")
+    settings: Settings = make_settings(nodes=nodes)
+    await rabbit.connected(settings)
+    await seed_push(settings)
+    cli_path = str(Path(sys.executable).parent / "otn-push")
+    env = {**os.environ, **environment(settings)}
+    for args, marker in (
+        (["status", "--watch", "--interval", "0.2"], b"otn-push status at "),
+        (["status", "--watch", "--json", "--interval", "0.2"], b'"push_date": "2025-06-12"'),
+    ):
+        proc = await asyncio.create_subprocess_exec(
+            cli_path, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        seen = b""
+        try:
+            async with asyncio.timeout(120):
+                while seen.count(marker) < 2:
+                    chunk = await proc.stdout.read(65536)
+                    assert chunk, f"{args}: the output ended early: {seen.decode()[-500:]}"
+                    seen += chunk
+        finally:
+            proc.send_signal(signal.SIGINT)
+            await proc.wait()
+        if "--json" in args:
+            first = seen.split(b"\n", 1)[0]
+            assert json.loads(first)["push"]["state"] == "running"  # one document per line
+        else:
+            assert b"SERC1,2024,u" in seen  # whole snapshots, not a live display's control codes
