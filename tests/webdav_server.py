@@ -14,6 +14,7 @@ import argparse
 import importlib.util
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -195,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         serve(root, args.host, port, user, password, verbose=1 if args.quiet else 3)
     except OSError as exc:
         parser.exit(1, f"cannot serve on {args.host}:{port}: {exc.strerror or exc}\n")
+    finally:
+        if args.root is None:  # the temporary folder made for this run
+            shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
 from otn_push.cli import (
@@ -33,4 +35,7 @@ report_cmd.register(app)
 
 
 def main() -> None:
+    # the AMQP libraries log a failed connection on their own; the command says it once, in one line
+    for name in ("aiormq", "aio_pika"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     app()

@@ -29,7 +29,9 @@ def register(app: typer.Typer) -> None:
 
     @lists.command("add")
     def add(
-        entries: list[str] = typer.Argument(..., help="Extracts as CODE,YEAR,TYPE (e.g. NSBS,2022,t)."),
+        entries: list[str] = typer.Argument(
+            ..., metavar="EXTRACT...", help="Extracts as CODE,YEAR,TYPE (e.g. NSBS,2022,t)."
+        ),
         push_date: str = typer.Option(..., "--push-date", help="Push date (YYYY-MM-DD)."),
         issue_link: str | None = typer.Option(None, "--issue-link", help="Ticket whose data changed these."),
         force: bool = typer.Option(False, "--force", help="Add them even if the date is not a push date."),
