@@ -56,6 +56,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PUSH_DETECTIONS = 300_000
 PUSH_YEARS = 10
 MEDIUM_ROWS = 5_000
+# the speed-up run: many medium extracts, where the extractor (not the per-message services) is the work
+SPEEDUP_DETECTIONS = 10_000_000  # the extract benchmark's 10M network (seeded once, ~10 minutes)
+SPEEDUP_ROWS = (20_000, 150_000)
 LINE = re.compile(r"^(\S+Z) \S+\s+(\S+): (.*)$")
 RECEIVED = re.compile(r"^Received .*message_id=extract\.requested:[\d-]+:([^:]+):(\d+):(\w):")
 PROCESSED = re.compile(r"^Processed .*message_id=extract\.requested:[\d-]+:([^:]+):(\d+):(\w):")
@@ -82,12 +85,13 @@ def extractor_events(log: Path) -> dict[str, dict[str, dt.datetime]]:
     return found
 
 
-async def prepare_list(nodes: dict[str, str], extracts: int) -> int:
-    """Fresh own tables; the first `extracts` small and medium list rows of the push date open (at most
-    `MEDIUM_ROWS` rows each: the giant's few huge extracts are the extract benchmark's), the others
-    completed."""
+async def prepare_list(nodes: dict[str, str], extracts: int, rows: tuple[int, int] = (0, MEDIUM_ROWS)) -> int:
+    """Fresh own tables; the first `extracts` list rows of the push date with `rows[0]` to `rows[1]` rows
+    open (by default at most `MEDIUM_ROWS` rows each: the giant's few huge extracts are the extract
+    benchmark's), the others completed."""
     home_name, home = next(iter(nodes.items()))
-    small = {f"{c},{y},{t}" for c, y, t, n in await extract_sizes(nodes, home_name) if n <= MEDIUM_ROWS}
+    low, high = rows
+    small = {f"{c},{y},{t}" for c, y, t, n in await extract_sizes(nodes, home_name) if low <= n <= high}
     conn = await asyncpg.connect(asyncpg_dsn(home))
     try:
         await conn.execute("DROP SCHEMA IF EXISTS otn_push CASCADE")
@@ -267,10 +271,17 @@ def analyse(jobs: list[Job], logs: list[Path], started: dt.datetime, extractors:
 
 
 def run_push(
-    base: Settings, nodes: dict[str, str], extracts: int, extractors: int, work: Path, limit: float
+    base: Settings,
+    nodes: dict[str, str],
+    extracts: int,
+    extractors: int,
+    work: Path,
+    limit: float,
+    rows: tuple[int, int] = (0, MEDIUM_ROWS),
+    label: str = "small",
 ) -> dict[str, Any]:
-    expected = asyncio.run(prepare_list(nodes, extracts))
-    paths = DemoPaths(work / f"push-{extractors}")
+    expected = asyncio.run(prepare_list(nodes, extracts, rows))
+    paths = DemoPaths(work / f"push-{label}-{extractors}")
     paths.fresh()
     bench_base = base.model_copy(
         update={"nodes": nodes, "home_node": next(iter(nodes)), "database_url": None}
@@ -309,7 +320,13 @@ def run_push(
 
 
 def run_push_bench(
-    base: Settings, extracts: int, seed: int, work: Path, say: Callable[[str], None], limit: float = 1800
+    base: Settings,
+    extracts: int,
+    seed: int,
+    work: Path,
+    say: Callable[[str], None],
+    limit: float = 1800,
+    medium_extracts: int = 60,
 ) -> dict[str, Any]:
     server = asyncpg_dsn(next(iter(base.nodes.values()))).rsplit("/", 1)[0]
     nodes = bench_nodes(server, PUSH_DETECTIONS, seed, 3, tag=f"push{PUSH_YEARS}y")
@@ -323,4 +340,34 @@ def run_push_bench(
         say(f"push of {min(listed, extracts)} extracts with {k} extractor process{'es' if k > 1 else ''}")
         runs.append(run_push(base, nodes, extracts, k, work, limit))
     speedup = runs[0]["total_seconds"] / runs[1]["total_seconds"] if runs[1]["total_seconds"] else None
-    return {"detections": PUSH_DETECTIONS, "years": PUSH_YEARS, "runs": runs, "speedup": speedup}
+    found: dict[str, Any] = {
+        "detections": PUSH_DETECTIONS,
+        "years": PUSH_YEARS,
+        "runs": runs,
+        "speedup": speedup,
+    }
+    if medium_extracts:
+        found["medium"] = run_medium(base, medium_extracts, seed, work, say, limit)
+    return found
+
+
+def run_medium(
+    base: Settings, extracts: int, seed: int, work: Path, say: Callable[[str], None], limit: float
+) -> dict[str, Any]:
+    """The speed-up run: the first `extracts` listed extracts of `SPEEDUP_ROWS` rows of the 10M network
+    (the extract benchmark's: seeded if it is not yet), with one and with two extractor processes."""
+    server = asyncpg_dsn(next(iter(base.nodes.values()))).rsplit("/", 1)[0]
+    nodes = bench_nodes(server, SPEEDUP_DETECTIONS, seed, 3)
+    asyncio.run(ensure_seeded(nodes, SPEEDUP_DETECTIONS, seed, say))
+    low, high = SPEEDUP_ROWS
+    sizes = asyncio.run(extract_sizes(nodes, next(iter(nodes))))
+    listed = sum(1 for *_key, n in sizes if low <= n <= high)
+    runs = []
+    for k in (1, 2):
+        say(
+            f"push of {min(listed, extracts)} medium extracts ({low:,} to {high:,} rows) with {k} extractor "
+            f"process{'es' if k > 1 else ''}"
+        )
+        runs.append(run_push(base, nodes, extracts, k, work, limit, SPEEDUP_ROWS, "medium"))
+    speedup = runs[0]["total_seconds"] / runs[1]["total_seconds"] if runs[1]["total_seconds"] else None
+    return {"detections": SPEEDUP_DETECTIONS, "rows": SPEEDUP_ROWS, "runs": runs, "speedup": speedup}

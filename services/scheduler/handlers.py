@@ -13,11 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scheduler.lists import ListPort
 from services.scheduler.state import (
+    RANK,
     TERMINAL,
     ExistingJob,
     JobKey,
@@ -304,12 +305,56 @@ async def _job_for_update(session: AsyncSession, job_id: int) -> Job | None:
     return (await session.execute(select(Job).where(Job.id == job_id).with_for_update())).scalar_one_or_none()
 
 
+async def _jobs_for_update(session: AsyncSession, job_ids: Sequence[int]) -> dict[int, Job]:
+    if not job_ids:
+        return {}
+    query = select(Job).where(Job.id.in_(job_ids)).order_by(Job.id).with_for_update()
+    return {job.id: job for job in (await session.execute(query)).scalars()}
+
+
 def _unknown(kind: str, job_id: int) -> None:
     log.warning("%s for unknown job %d ignored", kind, job_id)
 
 
+def _movable_to(target: str) -> list[str]:
+    """The states `may_move` lets a job leave for `target`: an UPDATE's WHERE checks the rule."""
+    return [state for state in RANK if may_move(state, target)]
+
+
+async def _move(session: AsyncSession, job_id: int, target: str, **values: Any) -> bool:
+    """One statement in its own transaction: the job moves to `target` (with `values`) if `may_move` lets
+    it. The UPDATE locks the row and re-checks its state after any concurrent change (READ COMMITTED),
+    so the rule holds as with SELECT … FOR UPDATE then UPDATE, in one round trip instead of four (no
+    BEGIN, SELECT, COMMIT). False: not moved (unknown job, or late/twice: the caller's full path decides).
+    """
+    connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    moved = await connection.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state.in_(_movable_to(target)))
+        .values(state=target, **values)
+        .returning(Job.id)
+    )
+    return moved.first() is not None
+
+
 async def on_extract_created(msg: ExtractCreated, ports: SchedulerPorts) -> bool:
     """Record the files, rows and summary; the job moves to uploading. True if the state changed."""
+    if not msg.warnings:
+        # the usual case: one statement (the full path below merges warnings, and records the files of a
+        # job that did not move but has none)
+        async with ports.sessions() as session:
+            if await _move(
+                session,
+                msg.job_id,
+                UPLOADING,
+                files=[f.model_dump(mode="json") for f in msg.files],
+                rows=msg.rows,
+                summary=dict(msg.summary),
+                node=msg.node,
+                warnings=func.coalesce(Job.warnings, func.jsonb_build_array()),
+                extracted_at=func.coalesce(Job.extracted_at, func.now()),
+            ):
+                return True
     async with ports.sessions() as session, session.begin():
         job = await _job_for_update(session, msg.job_id)
         if job is None:
@@ -333,6 +378,11 @@ def _merge_text(current: list[str] | None, more: Sequence[str]) -> list[str]:
 
 
 async def on_extract_uploaded(msg: ExtractUploaded, ports: SchedulerPorts) -> bool:
+    files = [f.model_dump(mode="json") for f in msg.files]
+    async with ports.sessions() as session:
+        # the store's locations (with URLs) replace the staging paths
+        if await _move(session, msg.job_id, NOTIFYING, uploaded_at=func.now(), files=files):
+            return True
     async with ports.sessions() as session, session.begin():
         job = await _job_for_update(session, msg.job_id)
         if job is None:
@@ -391,21 +441,32 @@ async def on_project_notified(msg: ProjectNotified, ports: SchedulerPorts) -> li
         await ports.lists.mark_completed(row_ids)
     changed: list[int] = []
     async with ports.sessions() as session, session.begin():
+        # the project's jobs locked in one statement (id order), not one SELECT … FOR UPDATE per job
+        locked = await _jobs_for_update(session, msg.job_ids)
         for job_id in msg.job_ids:
-            job = await _job_for_update(session, job_id)
+            job = locked.get(job_id)
             if job is None:
                 _unknown("project.notified", job_id)
                 continue
             if msg.warnings:
                 job.warnings = _merge_text(job.warnings, msg.warnings)
+            if job_id in changed:  # listed twice: completed by its first mention
+                continue
             if _failed_at_notify(job):
                 job.warnings = _merge_text(job.warnings, [f"completed after it had failed: {job.reason}"])
                 job.reason = None
             elif not may_move(job.state, COMPLETED):
                 continue
-            job.state = COMPLETED
-            job.notified_at = job.completed_at = func.now()
             changed.append(job_id)
+        if changed:
+            # one UPDATE for the project's jobs (the ORM sent one per job); rows still locked above.
+            # Warnings and reasons changed above are flushed (the rare case) before it.
+            await session.execute(
+                update(Job)
+                .where(Job.id.in_(changed))
+                .values(state=COMPLETED, notified_at=func.now(), completed_at=func.now()),
+                execution_options={"synchronize_session": False},
+            )
         if changed and not await _finish_if_done(session, msg.push_date):
             await _reopen_if_all_completed(session, msg.push_date)
     if changed:

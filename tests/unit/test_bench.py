@@ -139,3 +139,21 @@ def test_cpu_readings_are_of_this_process_and_the_machine() -> None:
     assert mine is not None and mine > 0
     assert 0 < busy <= total
     assert process_cpu(2**22 + 12345) is None  # no such process
+
+
+def test_push_targets_take_the_overhead_from_the_small_run_and_the_speedup_from_the_medium_run() -> None:
+    small = [{"extracts": 300, "overhead_ms_median": 45.0}, {"extracts": 300, "overhead_ms_median": 900.0}]
+    medium = [{"extracts": 60}, {"extracts": 60}]
+    push = {
+        "runs": small,
+        "speedup": 0.9,
+        "medium": {"runs": medium, "rows": (20_000, 150_000), "speedup": 1.2},
+    }
+    found = {t["target"]: t for t in targets([], None, push)}
+    assert found["push overhead per extract < 50 ms median"]["met"] is True
+    speedup = found["2 extractors >= 1.6x one (many medium extracts)"]
+    assert speedup["measured"] == 1.2 and speedup["met"] is False  # the small run's 0.9 is not the target's
+    assert speedup["at"] == "60 extracts of 20,000-150,000 rows"
+    # without the medium run there is no speed-up target (the small run's extractor is not the work)
+    del push["medium"]
+    assert [t["target"] for t in targets([], None, push)] == ["push overhead per extract < 50 ms median"]
