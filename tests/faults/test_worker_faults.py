@@ -150,7 +150,9 @@ async def test_sigterm_hands_back_a_job_that_cannot_finish_within_the_grace(
         try:
             worker.process.wait(timeout=grace + 20)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"extractor still running {grace + 20:.0f}s after SIGTERM") from None
+            raise AssertionError(
+                f"extractor still running {grace + 20:.0f}s after SIGTERM:\n{worker.tail(40)}"
+            ) from None
         assert f"{label} built" not in worker.tail(1000)
         for conn in locks:
             await conn.execute("ROLLBACK")

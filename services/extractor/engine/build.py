@@ -79,27 +79,32 @@ async def _open_all(
 
     opened = await asyncio.gather(*(open_one(n, u) for n, u in nodes.items()), return_exceptions=True)
     conns = {name: c for name, c in zip(nodes, opened, strict=True) if not isinstance(c, BaseException)}
-    if sessions is None:
-        stack.push_async_callback(_close_all, list(conns.values()))
-    else:
 
-        async def release(exc_type: type[BaseException] | None, *_exc: object) -> bool:
-            if exc_type is None and len(conns) == len(nodes):
-                for name, conn in conns.items():
-                    await sessions.give_back(nodes[name], conn)
-            else:  # a failed build may have left a connection mid-COPY
-                await _close_all(list(conns.values()))
-            return False
+    async def release(exc_type: type[BaseException] | None, *_exc: object) -> bool:
+        if exc_type is not None or len(conns) < len(nodes):
+            await _close_all(list(conns.values()), FAILED_CLOSE_TIMEOUT)
+        elif sessions is None:
+            await _close_all(list(conns.values()))
+        else:
+            for name, conn in conns.items():
+                await sessions.give_back(nodes[name], conn)
+        return False
 
-        stack.push_async_exit(release)
+    stack.push_async_exit(release)
     for outcome in opened:
         if isinstance(outcome, BaseException):
             raise outcome
     return conns
 
 
-async def _close_all(conns: list[asyncpg.Connection]) -> None:
-    await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+async def _close_all(conns: list[asyncpg.Connection], within: float = 10.0) -> None:
+    await asyncio.gather(*(c.close(timeout=within) for c in conns), return_exceptions=True)
+
+
+# A failed or cancelled build's connections may have a query in flight, which a graceful close first waits
+# for; a cancel request that reaches the server just before that query starts is ignored, and a query
+# waiting for a lock would then hold the extractor (and its SIGTERM) forever. After this, asyncpg aborts.
+FAILED_CLOSE_TIMEOUT = 2.0
 
 
 async def _find_project(conns: dict[str, asyncpg.Connection], bare: str, wanted_node: str | None) -> str:
