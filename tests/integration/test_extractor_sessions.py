@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from services.extractor.engine import ExtractInputError, build_extract
 from services.extractor.engine.sessions import NodeSessions
 from shared.nodes import asyncpg_dsn
+from shared.nodeschema import D as DETECTIONS
 from tests.integration.test_extract_kinds import csv_lines, network
 
 pytestmark = pytest.mark.integration
@@ -79,3 +83,86 @@ async def test_an_idle_connection_the_server_dropped_is_replaced(
         assert await _backend_pid(sessions, network["A"]) not in (pid, None)
     finally:
         await sessions.close()
+
+
+class CancelSwallowingProxy:
+    """A TCP proxy to PostgreSQL that, once `swallow` is set, takes new connections and forwards nothing:
+    a cancel request sent then is lost, as one is when it reaches the server just before its query."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.swallow = False
+        self.swallowed = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.swallow:
+            self.swallowed += 1
+            with contextlib.suppress(ConnectionError):
+                await reader.read()
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def _lock_waiters(admin: asyncpg.Connection) -> int:
+    return int(
+        await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+    )
+
+
+async def test_a_cancelled_build_ends_even_when_its_query_was_not_cancelled(
+    network: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGTERM after the grace cancels the build: it must end though the node never got the cancel."""
+    url = urlsplit(network["A"])
+    proxy = CancelSwallowingProxy(url.port or 5432)
+    port = await proxy.start()
+    nodes = {**network, "A": urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{port}"))}
+    sessions = NodeSessions()
+    lock = await asyncpg.connect(asyncpg_dsn(network["A"]))
+    try:
+        await lock.execute("BEGIN")
+        await lock.execute(f"LOCK TABLE {DETECTIONS.table} IN ACCESS EXCLUSIVE MODE")
+        out = tmp_path / "out"
+        build = asyncio.create_task(build_extract(nodes, "ARR", 2021, "u", out, sessions=sessions))
+        for _ in range(600):
+            await lock.execute("SELECT pg_stat_clear_snapshot()")
+            if await _lock_waiters(lock) or build.done():
+                break
+            await asyncio.sleep(0.05)
+        assert await _lock_waiters(lock) == 1, "the build never waited for the locked detections"
+        proxy.swallow = True
+        build.cancel()
+        # not a timing assertion: before the fix the build never ended at all
+        done, _ = await asyncio.wait([build], timeout=60)
+        assert done, "the cancelled build still waits for its uncancelled query"
+        assert build.cancelled()
+        assert proxy.swallowed >= 1  # the cancel request really was lost
+        assert list(out.iterdir()) == []  # no temporary or partial file left
+        assert sessions._idle == {}  # the connection with a query in flight was not kept
+    finally:
+        await lock.execute("ROLLBACK")
+        await lock.close()
+        await sessions.close()
+        await proxy.stop()
