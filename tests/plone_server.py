@@ -371,7 +371,8 @@ def main() -> None:
     print("for otn-push:")
     print(f"  export OTN_PUSH_STORE=plone OTN_PUSH_PLONE_URL={site.url} OTN_PUSH_PLONE_USER={site.user}")
     print(f"  export OTN_PUSH_PLONE_PASSWORD={site.password}")
-    print("Ctrl-C stops it.", flush=True)
+    print("Ctrl-C (or SIGTERM) stops it.", flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` too removes the instance
     try:
         while site.process.poll() is None:
             time.sleep(1)
