@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from otn_push.report.data import read_report
+from otn_push.report.output import write_atomically
 from otn_push.report.page import render_report
 from services.notifier.contacts import Recipient, valid_address
 from services.notifier.ledger import NotifierRepository
@@ -175,17 +176,10 @@ def report_writer(settings: Settings, sessionmaker: async_sessionmaker[Any]) -> 
         data = await read_report(
             sessionmaker, settings.nodes, push_date, settings.push_dates, dt.datetime.now(dt.UTC)
         )
-        await asyncio.to_thread(_write_atomically, out, render_report(data))
+        await asyncio.to_thread(write_atomically, out, render_report(data))
         log.info("push report of %s written to %s", push_date, out)
 
     return write
-
-
-def _write_atomically(out: Path, page: str) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".part")
-    partial.write_text(page, encoding="utf-8")
-    partial.replace(out)
 
 
 def ops_recipients(raw: str) -> list[str]:

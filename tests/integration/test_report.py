@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +191,42 @@ def test_the_page_check_catches_errors_and_undrawn_plots(tmp_path: Path) -> None
     assert any("boom" in line for line in checked.console_errors)
     assert checked.attributes["data-errors"] == "1"
     assert (checked.attributes["data-plots"], checked.attributes["data-plots-drawn"]) == ("1", "0")
+
+
+async def test_report_out_writes_through_a_link_and_refuses_what_is_not_a_file(
+    make_nodes: Any, make_settings: Any, tmp_path: Path
+) -> None:
+    nodes = await make_nodes("OTN")
+    settings: Settings = make_settings(nodes=nodes, home_node="OTN")
+    env = environment(settings)
+
+    # no otn-push tables yet (a node database as the own one): one line saying what to do, and no file
+    out = tmp_path / "r.html"
+    bare = environment(make_settings(nodes=nodes, home_node="OTN", database_url=nodes["OTN"]))
+    code, _said, err = await cli(bare, "report", "--push-date", str(PUSH), "--out", str(out))
+    assert code == 1 and "no otn-push tables yet: run `otn-push db upgrade`" in err, err
+    assert "Traceback" not in err and not out.exists()
+
+    await seed_push(settings)
+    # a symlink stays a link; its target gets the page
+    target = tmp_path / "published" / "push.html"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "latest.html"
+    link.symlink_to(target)
+    code, said, err = await cli(env, "report", "--push-date", str(PUSH), "--out", str(link))
+    assert code == 0, err
+    assert link.is_symlink() and "<!DOCTYPE html>" in target.read_text()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["push.html"]  # no temporary file left
+
+    # a pipe (like a device) would be replaced by the rename: refused, left as it is
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    code, _said, err = await cli(env, "report", "--push-date", str(PUSH), "--out", str(fifo))
+    assert code == 1 and f"--out {fifo}: not a regular file" in err, err
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+    # - is stdout
+    code, said, err = await cli(env, "report", "--push-date", str(PUSH), "--out", "-")
+    assert code == 0, err
+    assert said.startswith("<!DOCTYPE html>") and said.rstrip().endswith("</html>")
