@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -23,12 +23,32 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the setting and never its secret value."""
 
 
-def check_postgres_url(what: str, url: str) -> None:
-    parts = urlsplit(url)
+SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+
+def _split(url: str, prefix: str) -> SplitResult:
+    """The URL's parts, with a port that is a number from 1 to 65535 (else ValueError naming it)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        reason = "port must be a number from 1 to 65535" if "port" in str(exc).lower() else str(exc)
+        raise ValueError(f"{prefix}{reason} (got {redact_url(url)!r})") from None
+    if port == 0:
+        raise ValueError(f"{prefix}port must be a number from 1 to 65535 (got {redact_url(url)!r})")
+    return parts
+
+
+def check_postgres_url(what: str | None, url: str) -> None:
+    prefix = f"{what}: " if what else ""
+    parts = _split(url, prefix)
     if parts.scheme not in {"postgresql", "postgres", "postgresql+asyncpg"}:
-        raise ValueError(f"{what}: URL must start with postgresql:// (got {redact_url(url)!r})")
+        raise ValueError(f"{prefix}URL must start with postgresql:// (got {redact_url(url)!r})")
     if not parts.path.strip("/"):
-        raise ValueError(f"{what}: URL names no database (got {redact_url(url)!r})")
+        raise ValueError(f"{prefix}URL names no database (got {redact_url(url)!r})")
+    for key, value in parse_qsl(parts.query):
+        if key == "sslmode" and value not in SSL_MODES:
+            raise ValueError(f"{prefix}sslmode={value!r} is not one of {', '.join(sorted(SSL_MODES))}")
 
 
 def parse_nodes(raw: str) -> dict[str, str]:
@@ -116,12 +136,12 @@ class Settings(BaseSettings):
     # RabbitMQ management HTTP API, e.g. http://guest:guest@127.0.0.1:15672 (else AMQP alone is read)
     management_url: str | None = None
     # `otn-push status` flags (exit code 1) beyond these
-    status_max_ready: int = 10_000
-    status_max_message_age: float = 3600.0
-    status_max_outbox_backlog: int = 100
-    status_max_outbox_age: float = 300.0
-    status_max_node_latency: float = 2.0
-    status_max_failed_jobs: int = 0
+    status_max_ready: int = Field(default=10_000, ge=0)
+    status_max_message_age: float = Field(default=3600.0, ge=0)
+    status_max_outbox_backlog: int = Field(default=100, ge=0)
+    status_max_outbox_age: float = Field(default=300.0, ge=0)
+    status_max_node_latency: float = Field(default=2.0, ge=0)
+    status_max_failed_jobs: int = Field(default=0, ge=0)
 
     @field_validator("nodes", mode="before")
     @classmethod
@@ -138,15 +158,34 @@ class Settings(BaseSettings):
     @field_validator("amqp_url")
     @classmethod
     def _amqp(cls, value: str) -> str:
-        if urlsplit(value).scheme not in {"amqp", "amqps"}:
+        if _split(value, "").scheme not in {"amqp", "amqps"}:
             raise ValueError(f"must be an amqp:// or amqps:// URL (got {redact_url(value)!r})")
+        return value
+
+    @field_validator("management_url")
+    @classmethod
+    def _management(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            return None
+        if value is not None:
+            parts = _split(value, "")
+            if parts.scheme not in {"http", "https"} or not parts.hostname:
+                raise ValueError(f"must be an http:// or https:// URL (got {redact_url(value)!r})")
+        return value
+
+    @field_validator("exchange")
+    @classmethod
+    def _exchange(cls, value: str) -> str:
+        # queue names are made from it: letters, digits and . _ - only, as RabbitMQ's own names
+        if not value or not all(c.isascii() and (c.isalnum() or c in "._-") for c in value):
+            raise ValueError(f"must be letters, digits, '.', '_' or '-' (got {value!r})")
         return value
 
     @field_validator("database_url")
     @classmethod
     def _database(cls, value: str | None) -> str | None:
         if value is not None:
-            check_postgres_url("OTN_PUSH_DATABASE_URL", value)
+            check_postgres_url(None, value)
         return value
 
     @field_validator("log_level")
@@ -171,7 +210,7 @@ class Settings(BaseSettings):
         if value is not None and not value.strip():
             return None  # an empty variable (as compose passes an unset one) means not set
         if value is not None:
-            parts = urlsplit(value)
+            parts = _split(value, "")
             if parts.scheme not in {"http", "https"} or not parts.hostname:
                 raise ValueError(f"must be an http:// or https:// URL (got {redact_url(value)!r})")
             if parts.password:

@@ -57,6 +57,17 @@ def test_passwords_given_as_query_parameters_are_redacted_too(monkeypatch: pytes
         ("OTN_PUSH_LOG_LEVEL", "LOUD"),
         ("OTN_PUSH_NODES", "OTN=postgresql://u:pw@h:5432/"),
         ("OTN_PUSH_DELIVERY_LIMIT", "0"),
+        ("OTN_PUSH_AMQP_URL", "amqp://guest:pw@127.0.0.1:99999/"),
+        ("OTN_PUSH_AMQP_URL", "amqp://guest:pw@127.0.0.1:abc/"),
+        ("OTN_PUSH_NODES", "OTN=postgresql://u:pw@h:abc/db"),
+        ("OTN_PUSH_NODES", "OTN=postgresql://u:pw@h:70000/db"),
+        ("OTN_PUSH_NODES", "OTN=postgresql://u:pw@h/db?sslmode=bogus"),
+        ("OTN_PUSH_NODES", "OTN=postgresql://u:pw@[::1/db"),
+        ("OTN_PUSH_DATABASE_URL", "postgresql://u:pw@h:0/db"),
+        ("OTN_PUSH_MANAGEMENT_URL", "http://u:pw@h:abc"),
+        ("OTN_PUSH_EXCHANGE", ""),
+        ("OTN_PUSH_EXCHANGE", "a b"),
+        ("OTN_PUSH_STATUS_MAX_READY", "-5"),
     ],
 )
 def test_malformed_settings_are_named(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
