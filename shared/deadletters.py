@@ -23,6 +23,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiormq.exceptions import AMQPError, DeliveryError, PublishError
 
+from shared.broker_problem import broker_problem
 from shared.final_delivery import ERROR_HEADER, QUEUE_HEADER, ROUTING_KEY_HEADER
 from shared.redact import redact_text
 from shared.settings import Settings
@@ -173,7 +174,7 @@ async def _connect(settings: Settings) -> aio_pika.abc.AbstractConnection:
         return await aio_pika.connect(settings.amqp_url, timeout=30)
     except (OSError, AMQPError, TimeoutError) as exc:
         raise DeadLetterError(
-            f"RabbitMQ: cannot connect: {type(exc).__name__}: {redact_text(str(exc), settings.secrets())}"
+            redact_text(broker_problem(settings.amqp_url, exc), settings.secrets())
         ) from None
 
 
