@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import asyncpg
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -14,6 +15,8 @@ from otn_push.cli.own_db import run_state
 from shared.calendar import PushCalendar
 from shared.extract_list import ExtractListError, add_rows, known_projects, list_records, parse_extract
 from shared.nodes import NodeUnavailable, connection
+from shared.redact import redact_url
+from shared.settings import Settings
 
 
 def parse_date(value: str) -> dt.date:
@@ -21,6 +24,13 @@ def parse_date(value: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def no_schema(cfg: Settings) -> str:
+    return (
+        f"home node {cfg.home_node} ({redact_url(cfg.home_url)}) has no extract list table "
+        "(obis.detection_extracts_list): run `otn-push nodes init` on it, or check OTN_PUSH_HOME_NODE"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -73,6 +83,8 @@ def register(app: typer.Typer) -> None:
             ids = run(go())
         except NodeUnavailable as exc:
             fail(str(exc))
+        except asyncpg.UndefinedTableError:
+            fail(no_schema(cfg) + " (nothing added)")
         console.print(f"added {len(ids)} row(s) to the {day} list of node {cfg.home_node}")
         state = run(run_state(cfg, day))
         if state is not None and state != "running":
@@ -97,6 +109,8 @@ def register(app: typer.Typer) -> None:
             records = run(go())
         except NodeUnavailable as exc:
             fail(str(exc))
+        except asyncpg.UndefinedTableError:
+            fail(no_schema(cfg))
         table = Table(title=f"extract list {day} (node {cfg.home_node})")
         for column in ("id", "extract", "issue", "added", "completed"):
             table.add_column(column)

@@ -46,6 +46,13 @@ async def test_push_status_reads_only_and_names_what_is_wrong(make_nodes, make_s
         assert "s3cret-pw" not in err + out
         code, out, err = await cli(env, "db", "upgrade")
         assert code == 1 and "unreachable" in err and "s3cret-pw" not in err + out
+
+        # a home node without the OTN-style schema: `list` says so in one line
+        env = environment(make_settings(nodes={"OTN": fresh}, database_url=fresh))
+        for args in (["show"], ["add", "HFX,2025,q"]):
+            code, out, err = await cli(env, "list", *args, "--push-date", PUSH.isoformat())
+            assert code == 1 and "has no extract list table" in err and "otn-push nodes init" in err, err
+            assert "Traceback" not in err
     finally:
         admin = await asyncpg.connect(PG_ADMIN)
         try:
