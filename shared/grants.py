@@ -84,7 +84,15 @@ def grant_plan(settings: Settings, role: str) -> list[DatabaseGrants]:
         s.startswith(f"GRANT CONNECT, TEMPORARY ON DATABASE {_ident(own.database)} ") for s in own.statements
     ):
         own.statements.append(connect)
-    own.statements.append(f"CREATE SCHEMA IF NOT EXISTS {OWN_SCHEMA} AUTHORIZATION {role};")
+    own.statements += [
+        f"CREATE SCHEMA IF NOT EXISTS {OWN_SCHEMA} AUTHORIZATION {role};",
+        # an administrator may have made the schema and its tables already (`otn-push db upgrade`, the
+        # demo): the account must own them, or the services cannot migrate them
+        f"ALTER SCHEMA {OWN_SCHEMA} OWNER TO {role};",
+        "DO $$ DECLARE t regclass; BEGIN FOR t IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON "
+        f"n.oid = c.relnamespace WHERE n.nspname = '{OWN_SCHEMA}' AND c.relkind IN ('r', 'p') LOOP "
+        f"EXECUTE 'ALTER TABLE ' || t || ' OWNER TO {role}'; END LOOP; END $$;",
+    ]
     return list(by_place.values())
 
 

@@ -34,10 +34,13 @@ def as_role(url: str, role: str) -> str:
     return url.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
 
 
+@pytest.mark.parametrize("admin_migrated_first", [False, True])
 async def test_granted_account_reads_completes_and_migrates_but_writes_nothing_else(
-    role: str, make_nodes: NodeFactory
+    role: str, make_nodes: NodeFactory, admin_migrated_first: bool
 ) -> None:  # role first: it is dropped after make_nodes dropped the databases holding its grants
     nodes = await make_nodes("OTN", "ACT")
+    if admin_migrated_first:  # `otn-push db upgrade` or the demo run as the administrator before the grants
+        await upgrade_async(nodes["OTN"])
     async with connection("OTN", nodes["OTN"]) as admin:
         await admin.execute(
             "INSERT INTO obis.detection_extracts_list (detection_extract, push_date) VALUES ('NSBS,2022,t', "
@@ -57,6 +60,10 @@ async def test_granted_account_reads_completes_and_migrates_but_writes_nothing_e
     await upgrade_async(home)  # the services migrate their own tables through this account
     assert await current_revision(home) is not None
     async with connection("OTN", home) as conn:
+        # it owns the schema and every table in it (a later migration alters them)
+        await conn.execute("CREATE TABLE otn_push.probe (a int); DROP TABLE otn_push.probe")
+        for table in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'otn_push'"):
+            await conn.execute(f"COMMENT ON TABLE otn_push.{table['tablename']} IS 'owned'")
         assert await conn.fetchval("SELECT count(*) FROM obis.detection_extracts_list") == 1
         await conn.execute("UPDATE obis.detection_extracts_list SET completed = true, completed_date = now()")
         await conn.execute("CREATE TEMP TABLE x (a int)")  # the extractor's lookups
