@@ -196,8 +196,8 @@ def queue_flags(queues: list[QueueStat], settings: Settings) -> list[str]:
     missing = [q.name for q in queues if not q.exists and q.kind != DEAD]
     if missing:
         flags.append(
-            f"{len(missing)} queue(s) do not exist, e.g. {missing[0]}: "
-            "no service has started on this exchange"
+            f"{len(missing)} queue(s) do not exist, e.g. {missing[0]}: no service has started on the "
+            f"exchange {settings.exchange} (OTN_PUSH_EXCHANGE; the demo's is otn.push.demo)"
         )
     for q in queues:
         if not q.exists:

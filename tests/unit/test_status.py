@@ -47,7 +47,8 @@ def test_flags_dead_letters_work_without_consumer_backlog_age_and_missing_queues
     ]
     flags = queue_flags(queues, cfg)
     assert flags == [
-        "1 queue(s) do not exist, e.g. f.jobs: no service has started on this exchange",
+        f"1 queue(s) do not exist, e.g. f.jobs: no service has started on the exchange {cfg.exchange} "
+        "(OTN_PUSH_EXCHANGE; the demo's is otn.push.demo)",
         "queue a.jobs has 5 message(s) and no consumer",
         "queue c.jobs has 101 ready messages (> 100)",
         "queue d.jobs: oldest message waits 61s (> 60s)",
@@ -121,7 +122,8 @@ def test_management_api_gives_unacked_consumers_and_oldest_age(management: int) 
     expected_auth = "Basic " + base64.b64encode(b"ops:s3cret").decode()
     assert {auth for _, auth in FakeManagement.seen} == {expected_auth}
     assert queue_flags(queues, cfg.model_copy(update={"status_max_message_age": 60})) == [
-        "1 queue(s) do not exist, e.g. otn-push-t.uploader.files: no service has started on this exchange",
+        "1 queue(s) do not exist, e.g. otn-push-t.uploader.files: no service has started on the exchange "
+        f"{cfg.exchange} (OTN_PUSH_EXCHANGE; the demo's is otn.push.demo)",
         "queue otn-push-t.extractor.jobs: oldest message waits 90s (> 60s)",
         "dead-letter queue otn-push-t.extractor.jobs.dlq holds 1 message(s) (see `otn-push dlq`)",
     ]
