@@ -98,6 +98,10 @@ def vhost(settings: Settings) -> str:
     return unquote(path[1:]) if len(path) > 1 else "/"
 
 
+class ManagementUnavailable(ConnectionError):
+    """The management API did not answer (or refused us): AMQP can still tell ready messages and consumers."""
+
+
 def management_request(base_url: str, path: str, timeout: float = 5.0) -> tuple[Any, float | None]:
     """GET a management API path with the URL's credentials as basic auth.
 
@@ -118,9 +122,9 @@ def management_request(base_url: str, path: str, timeout: float = 5.0) -> tuple[
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return None, None
-        raise ConnectionError(f"management API {shown}: HTTP {exc.code} {exc.reason}") from None
+        raise ManagementUnavailable(f"management API {shown}: HTTP {exc.code} {exc.reason}") from None
     except (OSError, ValueError) as exc:
-        raise ConnectionError(f"management API {shown}: {redact_text(str(exc))}") from None
+        raise ManagementUnavailable(f"management API {shown}: {redact_text(str(exc))}") from None
 
 
 def management_get(base_url: str, path: str, timeout: float = 5.0) -> Any:
@@ -182,9 +186,9 @@ def read_management(settings: Settings, queues: list[QueueStat], now: float | No
         stat.age_note = None if stat.empty else reading.note
 
 
-async def read_queues(settings: Settings) -> list[QueueStat]:
+async def read_queues(settings: Settings, amqp_only: bool = False) -> list[QueueStat]:
     queues = expected_queues(settings)
-    if settings.management_url:
+    if settings.management_url and not amqp_only:
         await asyncio.to_thread(read_management, settings, queues)
     else:
         await read_amqp(settings, queues)

@@ -23,7 +23,7 @@ from otn_push.status.pushes import (
     push_summary,
 )
 from otn_push.status.queue_age import AT_LEAST
-from otn_push.status.queues import QueueStat, queue_flags, read_queues
+from otn_push.status.queues import ManagementUnavailable, QueueStat, queue_flags, read_queues
 from shared.db import make_engine, make_sessionmaker
 from shared.redact import redact_text, redact_url
 from shared.settings import Settings
@@ -49,22 +49,30 @@ def _problem(exc: BaseException, settings: Settings) -> str:
 
 
 async def _queues(settings: Settings, snap: Snapshot) -> None:
+    management = bool(settings.management_url)
     try:
-        snap.queues = await read_queues(settings)
+        try:
+            snap.queues = await read_queues(settings)
+        except ManagementUnavailable as exc:  # what AMQP can tell is still worth showing
+            snap.flags.append(f"{redact_text(str(exc), settings.secrets())}; queues read over AMQP instead")
+            management = False
+            snap.queues = await read_queues(settings, amqp_only=True)
     except Exception as exc:  # the broker being down is what status must report, not crash on
-        where = redact_url(settings.management_url or settings.amqp_url)
+        where = redact_url(settings.amqp_url)
         snap.flags.append(f"RabbitMQ unreachable at {where}: {_problem(exc, settings)}")
         return
     snap.flags += queue_flags(snap.queues, settings)
-    snap.notes += age_notes(snap.queues, bool(settings.management_url))
+    snap.notes += age_notes(
+        snap.queues, management, fallback=bool(settings.management_url) and not management
+    )
 
 
-def age_notes(queues: list[QueueStat], management: bool) -> list[str]:
+def age_notes(queues: list[QueueStat], management: bool, fallback: bool = False) -> list[str]:
     """What the `oldest` column means, and why it is blank where it is."""
     if not management:
         return [
             "queues read over AMQP (ready, consumers; age unknown: AMQP only); "
-            "set OTN_PUSH_MANAGEMENT_URL for more"
+            + ("the management API did not answer" if fallback else "set OTN_PUSH_MANAGEMENT_URL for more")
         ]
     notes = []
     if any(q.exists and q.age_basis == AT_LEAST for q in queues):

@@ -129,6 +129,15 @@ async def test_status_shows_queues_push_nodes_and_flags(
     for text in ("push 2025-06-12", "HFX,2024,q: node OTN database unreachable", "FLAG", "node databases"):
         assert text in out, out
 
+    # a management API that does not answer: flagged, and the queues are still read over AMQP
+    mute = settings.model_copy(update={"management_url": "http://ops:s3cret@127.0.0.1:1"})
+    snap = await take_snapshot(mute)
+    [flag] = [f for f in snap.flags if "management API" in f]
+    assert flag.endswith("queues read over AMQP instead") and "s3cret" not in flag
+    jobs_stat = next(q for q in snap.queues if q.name == queue_name(settings, "extractor.jobs"))
+    assert (jobs_stat.exists, jobs_stat.ready, jobs_stat.source) == (True, 1, "amqp")
+    assert any("the management API did not answer" in n for n in snap.notes)
+
     # nothing flagged once the thresholds allow what is there and the queues are drained (in-process:
     # the same snapshot the command prints)
     await rabbit.close()
