@@ -12,6 +12,15 @@ from services.extractor.engine import ExtractInputError, build_extract
 from shared.nodes import NodeUnavailable
 
 
+def _remove_empty(made: list[Path]) -> None:
+    """Remove the folders made for --out (innermost first) that the failed build left empty."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def register(app: typer.Typer) -> None:
     @app.command("extract")
     def extract(
@@ -28,6 +37,9 @@ def register(app: typer.Typer) -> None:
         """Build one detection extract (CSV in zip + Parquet) from every configured node database."""
         cfg = settings()
         layout = extract_format(fmt, cfg)
+        if out.exists() and not out.is_dir():
+            fail(f"--out {out}: is a file, not a folder; give the folder for the .zip and .parquet")
+        made = [p for p in (out, *out.parents) if not p.exists()]
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
         ) as bar:
@@ -40,10 +52,12 @@ def register(app: typer.Typer) -> None:
                 result = run(
                     build_extract(cfg.nodes, code, year, type_code, out, fmt=layout, progress=progress)
                 )
-            except OSError as exc:
-                fail(f"--out {out}: {exc.strerror or exc}")
-            except (ExtractInputError, NodeUnavailable) as exc:
+            except (ExtractInputError, NodeUnavailable) as exc:  # NodeUnavailable is an OSError too
+                _remove_empty(made)
                 fail(str(exc))
+            except OSError as exc:
+                _remove_empty(made)
+                fail(f"--out {out}: {exc.strerror or exc}")
         console.print(
             f"{result.basename}: {result.rows:,} rows (node {result.node}, format {result.format})",
             soft_wrap=True,

@@ -51,3 +51,14 @@ def test_load_then_extract_from_the_command_line(cli_nodes: dict[str, str], tmp_
 
     unknown = runner.invoke(app, ["extract", "NOPE", "2017", "q", "--out", str(out)])
     assert unknown.exit_code == 1 and "project NOPE is not known" in unknown.output
+    # a failed extract leaves no folder it made; a node that is down is named, not --out
+    fresh = tmp_path / "new" / "folder"
+    unknown = runner.invoke(app, ["extract", "NOPE", "2017", "q", "--out", str(fresh)])
+    assert unknown.exit_code == 1 and not (tmp_path / "new").exists()
+    down = {"OTN_PUSH_NODES": "OTN=postgresql://postgres@127.0.0.1:1/nope"}
+    failed = runner.invoke(app, ["extract", "ARR", "2017", "q", "--out", str(fresh)], env=down)
+    assert failed.exit_code == 1 and "node OTN database unreachable" in failed.output
+    assert "--out" not in failed.output and not (tmp_path / "new").exists()
+    a_file = out / "arr_qualified_detections_2017.zip"
+    refused = runner.invoke(app, ["extract", "ARR", "2017", "q", "--out", str(a_file)])
+    assert refused.exit_code == 1 and "is a file, not a folder" in refused.output
