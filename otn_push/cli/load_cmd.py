@@ -28,9 +28,6 @@ def register(app: typer.Typer) -> None:
         changes nothing. A bad file is refused whole (nothing of it is written), the others still load;
         the exit code is 1 when any file was refused."""
         cfg = settings()
-        for f in files:
-            if not f.is_file():
-                fail(f"{f}: no such file")
         with Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
             console=console, transient=True,
@@ -38,6 +35,11 @@ def register(app: typer.Typer) -> None:
             parsed = []
             refused: list[str] = []
             for f in files:
+                if not f.is_file():
+                    problem = "is a folder, not a file" if f.is_dir() else "no such file"
+                    refused.append(f"{f}: {problem}")
+                    err_console.print(escape(f"refused {f}: {problem}"), soft_wrap=True)
+                    continue
                 task = bar.add_task(f"reading {f.name}", total=None)
 
                 def rows_read(_name: str, n: int, t: TaskID = task) -> None:
@@ -70,9 +72,8 @@ def register(app: typer.Typer) -> None:
                         f"{k.moorings} deployments, {k.projects} projects"
                         for n, k in sorted(report.nodes.items())
                     ]
-                    console.print(
-                        f"loaded {c.file} ({c.kind}, {c.rows:,} rows) -> " + "; ".join(parts), soft_wrap=True
-                    )
+                    written = "; ".join(parts) or "nothing to write"
+                    console.print(f"loaded {c.file} ({c.kind}, {c.rows:,} rows) -> {written}", soft_wrap=True)
 
             try:
                 run(write_all())

@@ -62,3 +62,21 @@ def test_load_then_extract_from_the_command_line(cli_nodes: dict[str, str], tmp_
     a_file = out / "arr_qualified_detections_2017.zip"
     refused = runner.invoke(app, ["extract", "ARR", "2017", "q", "--out", str(a_file)])
     assert refused.exit_code == 1 and "is a file, not a folder" in refused.output
+
+
+def test_a_missing_file_is_refused_and_the_others_still_load(
+    cli_nodes: dict[str, str], tmp_path: Path
+) -> None:
+    source = tmp_path / "arr_qualified_detections_2017.csv"
+    with source.open("w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\r\n")
+        writer.writerow(QUALIFIED_HEADER)
+        writer.writerow(qualified_row(1, "2017-04-08T05:34:00Z"))
+    missing = tmp_path / "missing.csv"
+    result = CliRunner().invoke(app, ["load", "--node", "ACT", str(missing), str(tmp_path), str(source)])
+    assert result.exit_code == 1
+    assert f"refused {missing}: no such file" in result.output
+    assert f"refused {tmp_path}: is a folder, not a file" in result.output
+    loaded = "loaded arr_qualified_detections_2017.csv (qualified, 1 rows) -> ACT: 1 detections"
+    assert loaded in result.output
+    assert "2 of 3 file(s) refused" in result.output
