@@ -22,6 +22,7 @@ from faststream import FastStream
 from faststream.rabbit import Channel, RabbitBroker
 from pydantic import BaseModel, ValidationError
 
+from shared.decoding import Undecodable
 from shared.final_delivery import Rejected, final_delivery
 from shared.logs import get_logger, setup_logging
 from shared.migrations import MigrationError
@@ -143,6 +144,8 @@ M = TypeVar("M", bound=BaseModel)
 
 def parse_or_reject(model: type[M], body: Any, routing_key: str) -> M:
     """Validate a message body; a malformed one can never succeed, so it is dead-lettered at once."""
+    if isinstance(body, Undecodable):
+        raise Rejected(f"malformed {routing_key} message: not JSON: {body.reason}"[:500])
     try:
         return model.model_validate(body)
     except ValidationError as exc:

@@ -24,6 +24,7 @@ from faststream.rabbit import (
 )
 from faststream.rabbit.subscriber import RabbitSubscriber
 
+from shared.decoding import lenient_decoder
 from shared.messages import (
     EXTRACT_CREATED,
     EXTRACT_FAILED,
@@ -129,6 +130,7 @@ def subscriber(broker: RabbitBroker, settings: Settings, role: str) -> RabbitSub
         exchange(settings),
         channel=Channel(prefetch_count=settings.prefetch),
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=lenient_decoder,
     )
 
 

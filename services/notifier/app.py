@@ -13,7 +13,6 @@ from typing import Any
 from faststream import FastStream
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.notifier.contacts import ContactDirectory, NodeDirectory, valid_address
@@ -35,12 +34,13 @@ from services.notifier.ops import (
     sql_summary,
 )
 from services.notifier.render import EmailTemplates
-from shared.broker import make_broker
+from shared.broker import make_broker, parse_or_reject
 from shared.db import make_engine, make_sessionmaker
-from shared.final_delivery import Rejected, delivery_count
+from shared.final_delivery import delivery_count
 from shared.messages import (
     EXTRACT_FAILED,
     EXTRACT_UPLOADED,
+    PUSH_COMPLETED,
     ExtractFailed,
     ExtractUploaded,
     PushCompleted,
@@ -96,43 +96,33 @@ def build_app(
     )
 
     @subscriber(broker, settings, "notifier.push")
-    async def on_push_completed(body: dict[str, Any], message: RabbitMessage) -> None:
-        try:
-            completed = PushCompleted.model_validate(body)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "message"
-            raise Rejected(f"malformed push.completed message: {where}: {first['msg']}") from None
+    async def on_push_completed(body: Any, message: RabbitMessage) -> None:
+        completed = parse_or_reject(PushCompleted, body, PUSH_COMPLETED)
         await handle_push_completed(completed, message.message_id, ops)
 
     @subscriber(broker, settings, "notifier.uploads")
-    async def on_event(body: dict[str, Any], message: RabbitMessage) -> None:
-        key = message.raw_message.routing_key
-        try:
-            if key == EXTRACT_UPLOADED:
-                uploaded = ExtractUploaded.model_validate(body)
-                try:
-                    outcome = await handle_extract_uploaded(uploaded, ports)
-                except Exception as exc:
-                    if delivery_count(message) >= settings.delivery_limit:
-                        reason = redact_text(f"{type(exc).__name__}: {exc}", settings.secrets())
-                        await give_up(
-                            uploaded,
-                            f"{reason} (gave up after {delivery_count(message) + 1} deliveries)",
-                            ports,
-                        )
-                        relay.kick()
-                    raise
-                if outcome.status not in ("waiting", "already-notified"):
+    async def on_event(body: Any, message: RabbitMessage) -> None:
+        key = message.raw_message.routing_key or ""
+        if key == EXTRACT_UPLOADED:
+            uploaded = parse_or_reject(ExtractUploaded, body, key)
+            try:
+                outcome = await handle_extract_uploaded(uploaded, ports)
+            except Exception as exc:
+                if delivery_count(message) >= settings.delivery_limit:
+                    reason = redact_text(f"{type(exc).__name__}: {exc}", settings.secrets())
+                    await give_up(
+                        uploaded,
+                        f"{reason} (gave up after {delivery_count(message) + 1} deliveries)",
+                        ports,
+                    )
                     relay.kick()
-            elif key == EXTRACT_FAILED:
-                await handle_extract_failed(ExtractFailed.model_validate(body))
-            else:
-                log.warning("ignored a message with routing key %r", key)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "message"
-            raise Rejected(f"malformed {key} message: {where}: {first['msg']}") from None
+                raise
+            if outcome.status not in ("waiting", "already-notified"):
+                relay.kick()
+        elif key == EXTRACT_FAILED:
+            await handle_extract_failed(parse_or_reject(ExtractFailed, body, key))
+        else:
+            log.warning("ignored a message with routing key %r", key)
 
     async def start() -> None:
         if engine is not None:  # our own database, not one a test injected

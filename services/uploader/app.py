@@ -10,14 +10,12 @@ from typing import Any
 
 from faststream import FastStream
 from faststream.rabbit import RabbitBroker
-from pydantic import ValidationError
 
 from services.uploader.handlers import Retry, handle_extract_created
 from services.uploader.store import DocumentStore, StoreError, StoreUnavailable
 from services.uploader.store_choice import describe_store, make_store
-from shared.broker import StartupError, make_broker, publish
-from shared.final_delivery import Rejected
-from shared.messages import EXTRACT_FAILED, EXTRACT_UPLOADED, ExtractCreated, ExtractUploaded
+from shared.broker import StartupError, make_broker, parse_or_reject, publish
+from shared.messages import EXTRACT_CREATED, EXTRACT_FAILED, EXTRACT_UPLOADED, ExtractCreated, ExtractUploaded
 from shared.metrics import instrument
 from shared.settings import Settings
 from shared.topology import declare_topology, subscriber
@@ -36,11 +34,8 @@ def build_app(
     the_retry = retry or Retry(attempts=settings.retry_attempts, base_delay=settings.retry_base_delay)
 
     @subscriber(broker, settings, "uploader.files")
-    async def on_extract_created(body: dict[str, Any]) -> None:
-        try:
-            msg = ExtractCreated.model_validate(body)
-        except ValidationError as exc:
-            raise Rejected(f"malformed extract.created message: {_first_error(exc)}") from None
+    async def on_extract_created(body: Any) -> None:
+        msg = parse_or_reject(ExtractCreated, body, EXTRACT_CREATED)
         result = await handle_extract_created(msg, the_store, the_retry, settings.staging_dir)
         if isinstance(result, ExtractUploaded):
             key, message_id = EXTRACT_UPLOADED, f"{EXTRACT_UPLOADED}:{msg.push_date}:{msg.job_id}"
@@ -57,12 +52,6 @@ def build_app(
     app = FastStream(broker, logger=log, on_startup=[start])
     instrument(app, broker, settings, "uploader")
     return app
-
-
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "message"
-    return f"{where}: {first['msg']}"
 
 
 async def check_store(store: DocumentStore, label: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from faststream.rabbit import RabbitBroker
@@ -69,3 +70,37 @@ async def test_malformed_message_is_dead_lettered_at_once_with_the_problem(
     error = str((dead.headers or {})[ERROR_HEADER])
     assert error.startswith("malformed extract.requested message: job_id: Field required"), error
     assert (dead.headers or {})[ROUTING_KEY_HEADER] == EXTRACT_REQUESTED
+
+
+@pytest.mark.parametrize("body", [b'{"not": "valid"', b"\xff\xfe not text", b"[1, 2]"])
+async def test_a_body_that_is_not_a_json_object_is_dead_lettered_at_once(
+    make_settings, rabbit: Rabbit, body: bytes
+) -> None:
+    """Labelled application/json but not JSON (or not an object): FastStream's own decoding used to fail
+    before the handler, and the message was retried like a transient fault until the delivery limit."""
+    settings: Settings = make_settings(delivery_limit=4)
+    broker: RabbitBroker = rabbit.broker(settings)
+    seen: list[object] = []
+
+    @subscriber(broker, settings, "extractor.jobs")
+    async def strict(body: Any) -> None:
+        seen.append(body)
+        parse_or_reject(ExtractRequested, body, EXTRACT_REQUESTED)
+
+    await broker.connect()
+    await declare_topology(broker, settings)
+    await broker.start()
+    await broker.publish(
+        body,
+        exchange=settings.exchange,
+        routing_key=EXTRACT_REQUESTED,
+        content_type="application/json",
+        message_id="garbled:1",
+        persist=True,
+    )
+    dead = await get_one(dlq_name(settings, "extractor.jobs"), within=30)
+    assert len(seen) == 1  # handled once, then dead-lettered: it can never succeed
+    assert dead.body == body
+    error = str((dead.headers or {})[ERROR_HEADER])
+    assert error.startswith("malformed extract.requested message: "), error
+    assert "after" not in error  # not "after N deliveries"
