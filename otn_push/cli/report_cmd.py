@@ -24,6 +24,12 @@ async def write_report(cfg: Settings, push_date: dt.date, out: Path | None) -> i
         data = await read_report(
             make_sessionmaker(engine), cfg.nodes, push_date, cfg.push_dates, dt.datetime.now(dt.UTC)
         )
+    if data.run_state is None:
+        fail(
+            f"no push run for {push_date} yet: nothing to report "
+            f"(`otn-push push start --push-date {push_date}`)",
+            4,
+        )
     page = render_report(data)
     if out is None:
         sys.stdout.write(page)

@@ -226,6 +226,11 @@ async def test_report_out_writes_through_a_link_and_refuses_what_is_not_a_file(
     assert code == 1 and f"--out {fifo}: not a regular file" in err, err
     assert stat.S_ISFIFO(fifo.stat().st_mode)
 
+    # a date without a push run: nothing to report, no file
+    other = tmp_path / "other.html"
+    code, _said, err = await cli(env, "report", "--push-date", "2020-02-02", "--out", str(other))
+    assert code == 4 and "no push run for 2020-02-02 yet" in err and not other.exists(), err
+
     # - is stdout
     code, said, err = await cli(env, "report", "--push-date", str(PUSH), "--out", "-")
     assert code == 0, err
