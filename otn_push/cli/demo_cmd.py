@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         detections: int = typer.Option(DEFAULT_DETECTIONS, help="Detections in the demo network."),
         seed: int = typer.Option(7, help="Random seed: the same seed gives the same network."),
         push_date: str | None = typer.Option(None, help="Push date (default: the latest published one)."),
-        timeout: float = typer.Option(900.0, help="Seconds to wait for the push to finish."),
+        timeout: float = typer.Option(900.0, min=1, help="Seconds to wait for the push to finish."),
     ) -> None:
         """Recreate the demo node databases, start the four services, run one push and report it."""
         if ctx.invoked_subcommand is not None:

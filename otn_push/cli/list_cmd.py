@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import typer
@@ -24,6 +25,14 @@ def parse_date(value: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _is_web_link(text: str) -> bool:
+    try:
+        parts = urlsplit(text.strip())
+    except ValueError:
+        return False
+    return parts.scheme in {"http", "https"} and bool(parts.hostname) and " " not in text.strip()
 
 
 def no_schema(cfg: Settings) -> str:
@@ -50,6 +59,8 @@ def register(app: typer.Typer) -> None:
 
         Every entry is checked first: one bad entry adds nothing. A date that is not a push date (see
         `otn-push calendar`) is refused unless --force: no push would ever select those rows."""
+        if issue_link is not None and not _is_web_link(issue_link):
+            fail(f"--issue-link {issue_link!r}: expected the ticket's http:// or https:// address")
         cfg = settings()
         day = parse_date(push_date)
         off_calendar = PushCalendar(cfg.push_dates).not_a_push_date(day)

@@ -164,7 +164,7 @@ def register(app: typer.Typer) -> None:
 
         Thresholds: OTN_PUSH_STATUS_MAX_* settings."""
         cfg = settings()
-        day = parse_date(push_date) if push_date else None
+        day = parse_date(push_date) if push_date is not None else None
         if not watch:
             snap = run(take_snapshot(cfg, day))
             if as_json:

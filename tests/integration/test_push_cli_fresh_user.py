@@ -138,6 +138,10 @@ async def test_list_add_refuses_a_date_that_is_not_a_push_date_and_list_show_pri
     code, out, err = await cli(env, "list", "add", "--push-date", "2025-06-19", "NSBS,2022,t")
     assert code == 1 and "2025-06-19 is not a push date" in err and "2025-06-12 or 2025-10-16" in err
     assert "nothing added" in err
+    code, out, err = await cli(
+        env, "list", "add", "--push-date", "2025-06-19", "--force", "--issue-link", "ticket 12", "NSBS,2022,t"
+    )
+    assert code == 1 and "--issue-link 'ticket 12': expected the ticket's http:// or https://" in err
     link = "https://gitlab.example.org/otn/data-issues/-/issues/" + "x" * 120
     code, out, err = await cli(
         env, "list", "add", "--push-date", "2025-06-19", "--force", "--issue-link", link, "NSBS,2022,t"

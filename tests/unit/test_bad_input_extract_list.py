@@ -98,3 +98,13 @@ def test_a_hand_published_job_cannot_stage_outside_the_staging_folder(tmp_path: 
         push_date=dt.date(2025, 9, 10), job_id=1, extract=ExtractKey(code="NSBS", year=2022, type="t")
     )
     assert (tmp_path / "staging").resolve() in job_dir(tmp_path / "staging", ok).parents
+
+
+@pytest.mark.parametrize("year", [1850, 1959, dt.date.today().year + 2, 2200])
+async def test_the_engine_refuses_the_years_the_list_refuses(tmp_path: Path, year: int) -> None:
+    """Same range as `list add` (no node is contacted: the year is checked first)."""
+    from services.extractor.engine import build_extract
+
+    with pytest.raises(ExtractInputError, match=f"extract year {year} is impossible"):
+        await build_extract({"OTN": "postgresql://nobody@127.0.0.1:1/x"}, "NSBS", year, "t", tmp_path / "o")
+    assert not (tmp_path / "o").exists()

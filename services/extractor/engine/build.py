@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import tempfile
 import threading
@@ -21,6 +22,7 @@ from services.extractor.engine.growing import CsvProgress, GrowingFile
 from services.extractor.engine.result import BuiltFile, ExtractInputError, ExtractResult
 from services.extractor.engine.sessions import NodeSessions
 from services.extractor.engine.stream import CrlfWriter, merge_spools
+from shared.extract_list import FIRST_YEAR
 from shared.formats import (
     FORMATS,
     FormatError,
@@ -46,8 +48,9 @@ def _check_inputs(code: str, year: int, type_code: str, fmt: str) -> tuple[str |
         raise ExtractInputError(str(exc)) from None
     if fmt not in FORMATS:
         raise ExtractInputError(f"extract format {fmt!r} is not one of {', '.join(FORMATS)}")
-    if not isinstance(year, int) or not 1900 <= year <= 2200:
-        raise ExtractInputError(f"extract year {year!r} is not a year between 1900 and 2200")
+    latest = dt.date.today().year + 1  # a push near the new year may list next year's first detections
+    if not isinstance(year, int) or not FIRST_YEAR <= year <= latest:
+        raise ExtractInputError(f"extract year {year!r} is impossible (expected {FIRST_YEAR}..{latest})")
     node, bare = split_project_code(code)
     if not bare or not bare.replace("_", "").replace("-", "").isalnum():
         raise ExtractInputError(f"project code {code!r} is not a valid code")
