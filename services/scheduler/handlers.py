@@ -93,9 +93,6 @@ async def start_push(cmd: PushStart, ports: SchedulerPorts) -> StartOutcome:
     warnings = [REJECTED + r.describe() for r in rejects]
     if unreachable:
         warnings.append(f"node(s) {', '.join(unreachable)} unreachable when the push started")
-    if not rows:
-        source = "manual list" if cmd.extracts is not None else f"extract list for {push_date}"
-        warnings.append(f"the {source} has no rows to do")
     for note_job in planned:
         warnings += [f"{note_job.key.label}: {n}" for n in note_job.notes]
 
@@ -103,6 +100,9 @@ async def start_push(cmd: PushStart, ports: SchedulerPorts) -> StartOutcome:
         found_run = await _run_for_update(session, push_date)
         existing = await _jobs_by_key(session, push_date)
         busy = [j for j in existing.values() if j.state not in TERMINAL]
+        if not rows and not existing:  # a resumed push whose rows are all done has nothing to warn about
+            source = "manual list" if cmd.extracts is not None else f"extract list for {push_date}"
+            warnings.append(f"the {source} has no rows to do")
         if found_run is not None and found_run.format != cmd.format and busy:
             # its files are being built in the recorded format: switching now would mix formats
             refusal = (

@@ -252,6 +252,16 @@ async def test_restart_does_only_what_is_not_done(world) -> None:  # type: ignor
     requests = await drain(queue_name(settings, "extractor.jobs"))
     assert sorted(r["extract"]["code"] for r in requests) == ["NSBS", "SERC1", "SERC1"]
 
+    # every list row done (completion written back): starting again is not "a list with no rows"
+    conn = await asyncpg.connect(_nodes["OTN"])
+    try:
+        await conn.execute(f"UPDATE {L.table} SET {L.completed} = true, {L.completed_at} = now()")
+    finally:
+        await conn.close()
+    await start_push(PushStart(push_date=PUSH), ports)
+    run = await own.run()
+    assert run is not None and not [w for w in run.warnings if "no rows to do" in w], run.warnings
+
 
 async def test_manual_list_and_automatic_start(world) -> None:  # type: ignore[no-untyped-def]
     settings, nodes, _row_ids, app, _client, own = world
