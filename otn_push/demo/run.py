@@ -372,7 +372,9 @@ async def report(settings: Settings, push_date: dt.date, paths: DemoPaths, conso
     projects: dict[str, list[EmailSent]] = {}
     for email in sorted(emails, key=lambda e: e.id):
         projects.setdefault(email.project, []).append(email)
-    console.print(f"emails: {len(emails)} to {len(projects)} projects ({mode})", highlight=False)
+    console.print(
+        f"emails: {len(projects)}, one per project, to {len(emails)} recipients ({mode})", highlight=False
+    )
     for project, sent in projects.items():
         where = sorted({Path(e.outbox_file).name for e in sent if e.outbox_file})
         to = ", ".join(e.recipient for e in sent)

@@ -187,7 +187,8 @@ def render_report(data: ReportData) -> str:
         f"generated {data.generated_at.isoformat(timespec='seconds')}",
     ]
     recipients = Counter(project for project, _, _ in data.emails)
-    figures = [*_counts(data), ("emails", len(data.emails)), ("projects emailed", len(recipients))]
+    # one email per project, to its PI and points of contact: the ledger holds one row per recipient
+    figures = [*_counts(data), ("projects emailed", len(recipients)), ("recipients", len(data.emails))]
     body = [
         f"<h1>Push of {data.push_date}</h1>",
         f'<p class="meta">{" · ".join(escape(h) for h in header if h)}</p>',

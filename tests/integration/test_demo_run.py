@@ -82,7 +82,7 @@ def test_demo_runs_a_push_to_completion_twice(
         assert len(emails) == len(projects)  # one email per project, simulated
         for name in ("scheduler", "extractor", "uploader", "notifier"):
             assert (folder / "logs" / f"{name}.log").is_file()
-        assert f"{len(jobs)}/{len(jobs)}" in text and "emails:" in text
+        assert f"{len(jobs)}/{len(jobs)}" in text and f"emails: {len(projects)}, one per project, to " in text
         # the watch command the demo prints sees the demo's own queues
         assert f"watch it: OTN_PUSH_EXCHANGE={exchange} " in text and "otn-push status --watch" in text
         watched = asyncio.run(read_queues(base.model_copy(update={"exchange": exchange})))
