@@ -21,6 +21,7 @@ import asyncpg
 from otn_push.demo.detections import COLUMNS, Record, Tally, generate_detections
 from otn_push.demo.model import Contact, wkb_point
 from otn_push.demo.network import Network, build_network
+from shared.calendar import PushCalendar
 from shared.nodes import connect, ensure_partitions
 from shared.nodeschema import (
     CR,
@@ -281,7 +282,9 @@ async def _write_list(net: Network, conn: asyncpg.Connection, extracts: list[str
     def link(code: str) -> str:
         return f"https://gitlab.example.org/otn-data/{net.node_of(code).lower()}/-/issues/{120 + order[code]}"
 
-    previous = net.push_date - dt.timedelta(weeks=16)
+    # the push before this one, from the calendar (rows of an earlier push, already completed)
+    before = PushCalendar().latest_on_or_before(net.push_date - dt.timedelta(days=1))
+    previous = before.date if before is not None else net.push_date - dt.timedelta(weeks=16)
     done = dt.datetime.combine(previous + dt.timedelta(days=27), dt.time(15, 30), tzinfo=dt.UTC)
     earlier = [e for e in extracts if e.split(",")[1] == str(net.years[0])][:4]
     rows: list[tuple[object, ...]] = [(e, link(e.split(",")[0]), previous, True, done) for e in earlier]
