@@ -115,16 +115,19 @@ def push_view(snap: Snapshot) -> RenderableType:
 
 def nodes_table(checks: list[NodeCheck]) -> Table:
     table = Table(title="node databases", title_justify="left", show_edge=False)
-    for column in ("node", "reachable", "latency", "version", "database"):
+    problems = any(c.error for c in checks)
+    for column in ("node", "reachable", "latency", "version", "database", *(["problem"] if problems else [])):
         table.add_column(column)
     for c in checks:
         latency = "–" if c.latency is None else f"{c.latency * 1000:.0f} ms"
+        problem = [escape(c.error or "")] if problems else []
         table.add_row(
             c.node,
             "yes" if c.reachable else "NO",
             latency,
-            c.version or escape(c.error or ""),
+            c.version or "–",
             escape(c.url),
+            *problem,
             style="" if c.reachable else "red",
         )
     return table
