@@ -196,9 +196,8 @@ def _read_text(path: Path) -> tuple[str, str]:
                 csvs = [n for n in members if n.lower().endswith(".csv")]
                 others = [n for n in members if n not in csvs and Path(n).name != "data_description.txt"]
                 if len(csvs) != 1 or others:
-                    raise LoadError(
-                        name, f"a zip must hold exactly one CSV (found {len(csvs)} CSV, {others})"
-                    )
+                    found = ", ".join([*csvs, *others][:5]) or "nothing"
+                    raise LoadError(name, f"a zip must hold exactly one CSV; it holds {found}")
                 name = f"{path.name}:{csvs[0]}"
                 raw = zf.read(csvs[0])
         else:

@@ -194,9 +194,9 @@ def zipped(path: Path, members: dict[str, bytes | str]) -> Path:
 @pytest.mark.parametrize(
     ("members", "problem"),
     [
-        ({}, "found 0 CSV"),
-        ({"data_description.txt": "about"}, "found 0 CSV"),
-        ({"a.csv": text(HEADER, ROWS), "b.csv": text(HEADER, ROWS)}, "found 2 CSV"),
+        ({}, "it holds nothing"),
+        ({"data_description.txt": "about"}, "it holds nothing"),
+        ({"a.csv": text(HEADER, ROWS), "b.csv": text(HEADER, ROWS)}, "it holds a.csv, b.csv"),
         ({"a.csv": text(HEADER, ROWS), "a.xlsx": b"\x00"}, "a.xlsx"),
         ({"inner.zip": b"PK"}, "inner.zip"),
         ({"a.csv": text(HEADER, ROWS), "readme.md": "hello"}, "readme.md"),
