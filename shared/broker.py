@@ -27,7 +27,7 @@ from shared.final_delivery import Rejected, final_delivery
 from shared.logs import get_logger, setup_logging
 from shared.migrations import MigrationError
 from shared.redact import redact_text, redact_url
-from shared.settings import Settings, SettingsError, load_settings
+from shared.settings import Settings, SettingsError, load_settings, unknown_variables
 from shared.topology import exchange
 
 log = get_logger("broker")
@@ -167,6 +167,8 @@ def run_service(name: str, build: Callable[[Settings], FastStream]) -> int:
         print(f"otn-push {name}: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings, name)
+    for line in unknown_variables():
+        log.warning("%s", line)
     try:
         app = build(settings)
     except SettingsError as exc:  # a setting only the service itself can check (addresses, templates)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -268,3 +272,39 @@ def load_settings(**overrides: object) -> Settings:
         name = "OTN_PUSH_" + "_".join(str(p) for p in first["loc"]).upper() if first["loc"] else "settings"
         message = first["msg"].removeprefix("Value error, ")
         raise SettingsError(f"setting {name}: {message}") from None
+
+
+# read by the test suite, the benchmark and the compose file's entry script: not settings of the services
+OTHER_VARIABLES = frozenset(
+    {
+        "OTN_PUSH_BENCH_PG",
+        "OTN_PUSH_DEMO_DETECTIONS",
+        "OTN_PUSH_DEMO_SEED",
+        "OTN_PUSH_IMAGE",
+        "OTN_PUSH_NODES_INIT",
+        "OTN_PUSH_PLONE_CACHE",
+        "OTN_PUSH_TEST_AMQP",
+        "OTN_PUSH_TEST_PG",
+    }
+)
+
+
+def unknown_variables(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> list[str]:
+    """One line per OTN_PUSH_* variable (environment or `.env`) that is no setting: a typo, most likely,
+    whose value would otherwise be ignored without a word (OTN_PUSH_NODE instead of OTN_PUSH_NODES)."""
+    names = set(os.environ if environ is None else environ)
+    if env_file is not None and env_file.is_file():
+        names |= {n for n in dotenv_values(env_file) if n}
+    fields = {f"OTN_PUSH_{name.upper()}" for name in Settings.model_fields}
+    lines = []
+    for name in sorted(names):
+        if not name.startswith("OTN_PUSH_") or name in fields or name in OTHER_VARIABLES:
+            continue
+        if name.startswith("OTN_PUSH_REQUIRE_"):
+            continue
+        close = difflib.get_close_matches(name, sorted(fields), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"{name} is not an otn-push setting and is ignored{hint}")
+    return lines

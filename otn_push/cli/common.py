@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from shared.redact import redact_text
-from shared.settings import Settings, SettingsError, load_settings
+from shared.settings import Settings, SettingsError, load_settings, unknown_variables
 
 T = TypeVar("T")
 # piped or redirected (`| grep`, `> file`), tables and lines would be cut to 80 columns: print whole values
@@ -35,9 +35,12 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def settings() -> Settings:
     try:
-        return load_settings()
+        cfg = load_settings()
     except SettingsError as exc:
         fail(str(exc), 2)
+    for line in unknown_variables():
+        err_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    return cfg
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

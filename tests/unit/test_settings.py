@@ -1,7 +1,9 @@
+from pathlib import Path
+
 import pytest
 
 from shared.redact import redact_text, redact_url
-from shared.settings import SettingsError, load_settings, parse_nodes
+from shared.settings import SettingsError, load_settings, parse_nodes, unknown_variables
 
 
 def test_parse_nodes_keeps_order_and_uppercases() -> None:
@@ -91,3 +93,21 @@ def test_the_extract_format_defaults_to_the_setting_and_ignores_case(monkeypatch
     assert extract_format(" LEGACY ", cfg) == "legacy"
     with pytest.raises(typer.Exit):
         extract_format("2019", cfg)
+
+
+def test_a_misspelled_variable_is_named_with_the_setting_it_resembles(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("OTN_PUSH_SMTP_PASWORD=x\nOTHER=1\n")
+    environ = {
+        "OTN_PUSH_NODE": "OTN=postgresql://h/otn",  # not OTN_PUSH_NODES: the demo nodes would be used
+        "OTN_PUSH_NODES": "OTN=postgresql://h/otn",
+        "OTN_PUSH_REQUIRE_SAMPLES": "1",  # the test suite's own
+        "OTN_PUSH_TEST_PG": "postgresql://h/x",
+        "PATH": "/bin",
+    }
+    assert unknown_variables(environ, env_file) == [
+        "OTN_PUSH_NODE is not an otn-push setting and is ignored (did you mean OTN_PUSH_NODES?)",
+        "OTN_PUSH_SMTP_PASWORD is not an otn-push setting and is ignored "
+        "(did you mean OTN_PUSH_SMTP_PASSWORD?)",
+    ]
+    assert unknown_variables({"OTN_PUSH_NODES": "x"}, None) == []
