@@ -7,6 +7,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 # libpq also takes the password as a query parameter: `postgresql://u@h/db?password=secret`
 _QUERY_PASSWORD = re.compile(r"(?P<key>[?&](?:password|passwd|pass)=)(?P<pw>[^&\s'\"]*)", re.IGNORECASE)
+# `user:secret@host` with no scheme (a URL typed without its `postgresql://`)
+_BARE_PASSWORD = re.compile(r"(?<![\w:/@.+-])(?P<user>[\w.+-]+):(?P<pw>[^@\s/:'\"]+)@(?=[\w.\[-])")
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]*)@")
 
 
@@ -19,12 +21,15 @@ def redact_url(url: str) -> str:
     if parts.password is not None:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
         url = urlunsplit(parts._replace(netloc=netloc))
+    elif "://" not in url:  # `user:secret@host/db` without a scheme: urlsplit sees no password in it
+        url = _BARE_PASSWORD.sub(lambda m: f"{m['user']}:***@", url)
     return _QUERY_PASSWORD.sub(lambda m: f"{m['key']}***", url)
 
 
 def redact_text(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
     """Mask passwords inside any URLs in the text, and every listed secret value."""
     text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    text = _BARE_PASSWORD.sub(lambda m: f"{m['user']}:***@", text)
     text = _QUERY_PASSWORD.sub(lambda m: f"{m['key']}***", text)
     for secret in secrets:
         if secret:

@@ -46,7 +46,7 @@ def _split(url: str, prefix: str) -> SplitResult:
 def check_postgres_url(what: str | None, url: str) -> None:
     prefix = f"{what}: " if what else ""
     parts = _split(url, prefix)
-    if parts.scheme not in {"postgresql", "postgres", "postgresql+asyncpg"}:
+    if parts.scheme not in {"postgresql", "postgres", "postgresql+asyncpg"} or "://" not in url:
         raise ValueError(f"{prefix}URL must start with postgresql:// (got {redact_url(url)!r})")
     if not parts.path.strip("/"):
         raise ValueError(f"{prefix}URL names no database (got {redact_url(url)!r})")
@@ -300,11 +300,12 @@ def unknown_variables(
     fields = {f"OTN_PUSH_{name.upper()}" for name in Settings.model_fields}
     lines = []
     for name in sorted(names):
-        if not name.startswith("OTN_PUSH_") or name in fields or name in OTHER_VARIABLES:
+        upper = name.upper()  # settings are read whatever the case of the name
+        if not upper.startswith("OTN_PUSH_") or upper in fields or upper in OTHER_VARIABLES:
             continue
-        if name.startswith("OTN_PUSH_REQUIRE_"):
+        if upper.startswith("OTN_PUSH_REQUIRE_"):
             continue
-        close = difflib.get_close_matches(name, sorted(fields), n=1)
+        close = difflib.get_close_matches(upper, sorted(fields), n=1, cutoff=0.8)
         hint = f" (did you mean {close[0]}?)" if close else ""
         lines.append(f"{name} is not an otn-push setting and is ignored{hint}")
     return lines

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import signal
 import time
 from pathlib import Path
 from typing import NoReturn
@@ -78,6 +79,8 @@ def register(app: typer.Typer) -> None:
         problem = run(preflight(cfg))
         if problem:
             _stop(problem)
+        # `kill` and `timeout` send SIGTERM: stop the services as Ctrl-C does, never leave them running
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             code = run_demo(
                 console,
@@ -94,6 +97,8 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         except KeyboardInterrupt:
             fail("interrupted: the services were stopped; their logs are in var/demo/logs/", 130)
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if code:
             err_console.print("[bold red]the demo push did not complete every extract[/]")
         raise typer.Exit(code)

@@ -166,6 +166,13 @@ def read_management(settings: Settings, queues: list[QueueStat], now: float | No
     assert settings.management_url is not None
     base = settings.management_url
     host = quote(vhost(settings), safe="")
+    # a URL that answers but is no management API (wrong port, a proxy's prefix) would make every queue
+    # look missing: ask for the vhost first, which must exist since AMQP uses it
+    if management_request(base, f"/api/vhosts/{host}")[0] is None:
+        raise ManagementUnavailable(
+            f"management API {redact_url(base)}: no vhost {vhost(settings)!r} there (is this the "
+            "management API's address?)"
+        )
     for stat in queues:
         path = f"/api/queues/{host}/{quote(stat.name, safe='')}"
         doc, server_now = management_request(base, path + _history_query(*HISTORIES[0]))

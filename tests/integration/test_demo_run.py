@@ -124,3 +124,72 @@ async def test_report_names_failures_with_their_reason_and_says_not_ok(own_db: s
     assert "HFX,2025,q (failed): node ACT database unreachable" in text
     assert "nsbs_matched_detections_2025 (.zip .parquet)" in text
     assert "NSBS: w.whitman@otn.example.org -> NSBS-1.eml" in text
+
+
+def _processes_with(marker: str) -> list[int]:
+    """PIDs of live processes whose environment holds `marker` (the test's own exchange name)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_sigterm_stops_the_demo_and_its_services(
+    demo_nodes: dict[str, str], rabbit: Rabbit, tmp_path: Path
+) -> None:
+    """`kill` or `timeout` sends SIGTERM: the demo stops its four services as Ctrl-C does."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    exchange = f"otn.push.demo-{uuid.uuid4().hex[:8]}"
+    base = Settings(nodes=demo_nodes, home_node="OTN", amqp_url=AMQP_URL, _env_file=None)  # type: ignore[call-arg]
+    rabbit.track(base.model_copy(update={"exchange": f"{exchange}.demo"}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTN_PUSH_")}
+    env |= {
+        "OTN_PUSH_NODES": ";".join(f"{k}={v}" for k, v in demo_nodes.items()),
+        "OTN_PUSH_AMQP_URL": AMQP_URL,
+        "OTN_PUSH_EXCHANGE": exchange,
+        "OTN_PUSH_METRICS_PORT": "0",
+    }
+    log = tmp_path / "demo.log"
+    with log.open("w") as out:
+        demo = subprocess.Popen(
+            [sys.executable, "-c", "from otn_push.cli import main; main()", "demo", "--detections", "20000"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while "services consuming" not in log.read_text() and demo.poll() is None:
+            assert time.monotonic() < deadline, "the demo never started its services:\n" + log.read_text()
+            time.sleep(0.2)
+        services = [pid for pid in _processes_with(exchange) if pid != demo.pid]
+        assert len(services) == 4, (services, log.read_text())
+        demo.send_signal(signal.SIGTERM)
+        try:
+            demo.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the demo still runs 120 s after SIGTERM:\n" + log.read_text()) from None
+        said = log.read_text()
+        assert demo.returncode == 130, said
+        assert "interrupted: the services were stopped" in said
+        deadline = time.monotonic() + 30
+        while _processes_with(exchange) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _processes_with(exchange) == []
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        for pid in _processes_with(exchange):
+            os.kill(pid, signal.SIGKILL)

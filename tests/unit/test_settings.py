@@ -111,3 +111,25 @@ def test_a_misspelled_variable_is_named_with_the_setting_it_resembles(tmp_path: 
         "(did you mean OTN_PUSH_SMTP_PASSWORD?)",
     ]
     assert unknown_variables({"OTN_PUSH_NODES": "x"}, None) == []
+
+
+def test_a_url_typed_without_its_scheme_never_shows_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable, value in [
+        ("OTN_PUSH_PLONE_URL", "u:Sekr3tPW@127.0.0.1/Plone"),
+        ("OTN_PUSH_AMQP_URL", "guest:Sekr3tPW@127.0.0.1:5672/"),
+        ("OTN_PUSH_DATABASE_URL", "u:Sekr3tPW@h/db"),
+        ("OTN_PUSH_NODES", "OTN=postgres:Sekr3tPW@127.0.0.1/otn"),  # "postgres:" parses as a scheme
+    ]:
+        monkeypatch.setenv("OTN_PUSH_STORE", "plone")
+        monkeypatch.setenv(variable, value)
+        with pytest.raises(SettingsError) as info:
+            load_settings()
+        assert str(info.value).startswith(f"setting {variable}:") and "Sekr3tPW" not in str(info.value)
+        monkeypatch.delenv(variable)
+
+
+def test_a_variable_in_another_case_is_the_setting_itself() -> None:
+    assert unknown_variables({"OTN_PUSH_exchange": "x", "otn_push_store": "folder"}, None) == []
+    assert unknown_variables({"OTN_PUSH_XYZZY": "1"}, None) == [
+        "OTN_PUSH_XYZZY is not an otn-push setting and is ignored"
+    ]

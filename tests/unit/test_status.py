@@ -13,7 +13,16 @@ import pytest
 
 from otn_push.cli.status_cmd import duration, size
 from otn_push.status.nodecheck import NodeCheck, node_flags
-from otn_push.status.queues import DEAD, WATCH, WORK, QueueStat, expected_queues, queue_flags, read_management
+from otn_push.status.queues import (
+    DEAD,
+    WATCH,
+    WORK,
+    ManagementUnavailable,
+    QueueStat,
+    expected_queues,
+    queue_flags,
+    read_management,
+)
 from shared.settings import Settings
 from shared.topology import QUEUES, WATCH_ROLES
 
@@ -93,6 +102,7 @@ def test_management_api_gives_unacked_consumers_and_oldest_age(management: int) 
     )
     FakeManagement.seen = []
     FakeManagement.queues = {
+        "/api/vhosts/otn%2Fprod": {"name": "otn/prod"},
         "/api/queues/otn%2Fprod/otn-push-t.extractor.jobs": {
             "messages_ready": 7,
             "messages_unacknowledged": 2,
@@ -129,11 +139,22 @@ def test_management_api_gives_unacked_consumers_and_oldest_age(management: int) 
     ]
 
 
+def test_an_address_that_is_no_management_api_is_unavailable_not_every_queue_missing(
+    management: int,
+) -> None:
+    """A web server that answers 404 to everything (wrong port, a proxy's prefix)."""
+    cfg = settings(management_url=f"http://ops:s3cret@127.0.0.1:{management}")
+    FakeManagement.queues = {}
+    with pytest.raises(ManagementUnavailable) as caught:
+        read_management(cfg, expected_queues(cfg))
+    assert "no vhost '/' there" in str(caught.value) and "s3cret" not in str(caught.value)
+
+
 def test_management_api_unreachable_names_it_without_the_password() -> None:
     cfg = settings(management_url="http://ops:s3cret@127.0.0.1:1")
     with pytest.raises(ConnectionError) as caught:
         read_management(cfg, expected_queues(cfg)[:1])
-    assert "management API http://127.0.0.1:1/api/queues/" in str(caught.value)
+    assert "management API http://127.0.0.1:1/api/" in str(caught.value)
     assert "s3cret" not in str(caught.value)
 
 
