@@ -43,6 +43,16 @@ def _split(url: str, prefix: str) -> SplitResult:
     return parts
 
 
+def _http_parts(value: str | None) -> SplitResult | None:
+    """An http(s) URL's parts; None for no value or an empty one (compose passes an unset one empty)."""
+    if value is None or not value.strip():
+        return None
+    parts = _split(value, "")
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL (got {redact_url(value)!r})")
+    return parts
+
+
 def check_postgres_url(what: str | None, url: str) -> None:
     prefix = f"{what}: " if what else ""
     parts = _split(url, prefix)
@@ -169,13 +179,7 @@ class Settings(BaseSettings):
     @field_validator("management_url")
     @classmethod
     def _management(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            return None
-        if value is not None:
-            parts = _split(value, "")
-            if parts.scheme not in {"http", "https"} or not parts.hostname:
-                raise ValueError(f"must be an http:// or https:// URL (got {redact_url(value)!r})")
-        return value
+        return value if _http_parts(value) is not None else None  # its credentials belong in the URL
 
     @field_validator("exchange")
     @classmethod
@@ -211,16 +215,13 @@ class Settings(BaseSettings):
     @field_validator("plone_url", "webdav_url")
     @classmethod
     def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and not value.strip():
-            return None  # an empty variable (as compose passes an unset one) means not set
-        if value is not None:
-            parts = _split(value, "")
-            if parts.scheme not in {"http", "https"} or not parts.hostname:
-                raise ValueError(f"must be an http:// or https:// URL (got {redact_url(value)!r})")
-            if parts.password:
-                secret = "OTN_PUSH_" + (info.field_name or "").removesuffix("_url").upper() + "_PASSWORD"
-                raise ValueError(f"must not carry a password: set {secret}")
-        return value.rstrip("/") if value else value
+        parts = _http_parts(value)
+        if parts is None or value is None:
+            return None
+        if parts.password:
+            secret = "OTN_PUSH_" + (info.field_name or "").removesuffix("_url").upper() + "_PASSWORD"
+            raise ValueError(f"must not carry a password: set {secret}")
+        return value.rstrip("/")
 
     @field_validator("extract_format")
     @classmethod
