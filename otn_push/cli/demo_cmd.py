@@ -16,9 +16,9 @@ from otn_push.demo.generate import DEFAULT_DETECTIONS, generate_network
 from otn_push.demo.network import MIN_DETECTIONS
 from otn_push.demo.preflight import preflight
 from otn_push.demo.run import (
-    DEMO_EXCHANGE,
     DEMO_PREFIX,
     DemoError,
+    demo_exchange,
     demo_push_date,
     describe,
     recreate_nodes,
@@ -90,8 +90,7 @@ def register(app: typer.Typer) -> None:
                 push_date=_date(push_date),
                 timeout=timeout,
                 base=cfg,
-                # a configured exchange gets its own demo exchange, so two demos never share queues
-                exchange=f"{cfg.exchange}.demo" if "exchange" in cfg.model_fields_set else DEMO_EXCHANGE,
+                exchange=demo_exchange(cfg),
             )
         except (DemoError, NodeUnavailable, ValueError) as exc:
             fail(str(exc))

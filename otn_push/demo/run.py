@@ -42,6 +42,16 @@ from shared.settings import Settings
 
 DEMO_PREFIX = "otn_push_demo_"
 DEMO_EXCHANGE = "otn.push.demo"
+
+
+def demo_exchange(settings: Settings) -> str:
+    """The demo's exchange: its own, never the push's, so a demo never consumes a real push's work."""
+    if "exchange" not in settings.model_fields_set:
+        return DEMO_EXCHANGE
+    # already a demo's (the README's `OTN_PUSH_EXCHANGE=otn.push.demo` to watch it): not `….demo.demo`
+    return settings.exchange if settings.exchange.endswith(".demo") else f"{settings.exchange}.demo"
+
+
 SERVICES = ("scheduler", "extractor", "uploader", "notifier")
 CONSUMES = {
     "scheduler": ("scheduler.commands", "scheduler.events"),

@@ -35,6 +35,7 @@ from shared.topology import QUEUES, WATCH_ROLES, dlq_name, queue_name
 
 WORK, DEAD, WATCH = "work", "dead-letter", "watch"
 AMQP_ONLY = "age unknown: AMQP only (set OTN_PUSH_MANAGEMENT_URL)"
+NOT_SAMPLED = "age unknown: new queue, not yet in the management API's statistics"
 # the management API's history: the recent one first (5 s samples), the longer one when the bound
 # reaches back to its start (60 s samples: RabbitMQ's default retention, 10 min and 1 h)
 HISTORIES = ((600, 5), (3600, 60))
@@ -179,6 +180,11 @@ def read_management(settings: Settings, queues: list[QueueStat], now: float | No
         if doc is None:
             stat.exists = False
             continue
+        if "messages_ready" not in doc:
+            # a queue declared moments ago has no statistics until the broker's next sample: reading
+            # its absent counts as 0 would show a busy queue empty and without consumers
+            stat.source = "unsampled"
+            continue
         stat.ready = int(doc.get("messages_ready") or 0)
         stat.unacked = int(doc.get("messages_unacknowledged") or 0)
         stat.consumers = int(doc.get("consumers") or 0)
@@ -197,6 +203,11 @@ async def read_queues(settings: Settings, amqp_only: bool = False) -> list[Queue
     queues = expected_queues(settings)
     if settings.management_url and not amqp_only:
         await asyncio.to_thread(read_management, settings, queues)
+        unsampled = [q for q in queues if q.source == "unsampled"]
+        if unsampled:
+            await read_amqp(settings, unsampled)
+            for stat in unsampled:
+                stat.age_note = NOT_SAMPLED if stat.ready else None
     else:
         await read_amqp(settings, queues)
     return queues
@@ -204,11 +215,12 @@ async def read_queues(settings: Settings, amqp_only: bool = False) -> list[Queue
 
 def queue_flags(queues: list[QueueStat], settings: Settings) -> list[str]:
     flags = []
-    missing = [q.name for q in queues if not q.exists and q.kind != DEAD]
+    missing = [q for q in queues if not q.exists]
     if missing:
+        example = next((q for q in missing if q.kind != DEAD), missing[0]).name
         flags.append(
-            f"{len(missing)} queue(s) do not exist, e.g. {missing[0]}: no service has started on the "
-            f"exchange {settings.exchange} (OTN_PUSH_EXCHANGE; the demo's is otn.push.demo)"
+            f"{len(missing)} of {len(queues)} queues do not exist, e.g. {example}: no service has started "
+            f"on the exchange {settings.exchange} (OTN_PUSH_EXCHANGE; the demo's is otn.push.demo)"
         )
     for q in queues:
         if not q.exists:

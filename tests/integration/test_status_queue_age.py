@@ -24,7 +24,14 @@ from faststream.rabbit import RabbitBroker
 
 from otn_push.cli.status_cmd import age_cell
 from otn_push.status.queue_age import AT_LEAST, EXACT
-from otn_push.status.queues import AMQP_ONLY, QueueStat, queue_flags, read_management, read_queues
+from otn_push.status.queues import (
+    AMQP_ONLY,
+    NOT_SAMPLED,
+    QueueStat,
+    queue_flags,
+    read_management,
+    read_queues,
+)
 from otn_push.status.snapshot import age_notes
 from shared.broker import make_broker, publish
 from shared.messages import EXTRACT_CREATED, EXTRACT_REQUESTED
@@ -306,3 +313,19 @@ async def test_over_amqp_alone_the_age_is_unknown_and_said_so(rabbit: Rabbit) ->
     assert age_cell(jobs) == "—"
     assert any("age unknown: AMQP only" in note for note in age_notes(queues, management=False))
     assert f"queue {jobs.name} has 1 message(s) and no consumer" in queue_flags(queues, settings)
+
+
+async def test_a_queue_declared_since_the_last_statistics_sample_is_read_over_amqp(
+    management_rabbit: PrivateRabbit, node_broker: Callable[[Settings], RabbitBroker]
+) -> None:
+    # the demo's first seconds: the services have just declared their queues and the push's work is
+    # waiting, while the management API has no statistics for them yet (it showed 0 ready, 0 consumers)
+    settings = node_settings(management_rabbit)
+    broker = await connected(node_broker, settings)
+    await publish(broker, settings, EXTRACT_REQUESTED, {"n": "A"}, "job-A")
+    name = queue_name(settings, "extractor.jobs")
+    stat, flags = await stat_of(settings, name)
+    assert stat.ready == 1, stat  # from the statistics when they came first, else over AMQP
+    if stat.source == "amqp":
+        assert (stat.consumers, stat.age_note) == (0, NOT_SAMPLED)
+    assert f"queue {name} has 1 message(s) and no consumer" in flags

@@ -14,12 +14,21 @@ from otn_push.demo.run import (
     DemoPaths,
     Service,
     demo_environment,
+    demo_exchange,
     demo_push_date,
     demo_settings,
     recreate_nodes,
     stop_services,
 )
 from shared.settings import Settings
+
+
+def test_the_demo_runs_on_an_exchange_of_its_own_derived_once_from_a_configured_one() -> None:
+    assert demo_exchange(Settings()) == "otn.push.demo"
+    assert demo_exchange(Settings(exchange="otn.push")) == "otn.push.demo"
+    assert demo_exchange(Settings(exchange="node.act")) == "node.act.demo"
+    # set to watch the demo from another terminal, then the demo run again in the same shell
+    assert demo_exchange(Settings(exchange="otn.push.demo")) == "otn.push.demo"
 
 
 def test_demo_push_date_is_the_latest_published_one_up_to_today() -> None:

@@ -56,7 +56,7 @@ def test_flags_dead_letters_work_without_consumer_backlog_age_and_missing_queues
     ]
     flags = queue_flags(queues, cfg)
     assert flags == [
-        f"1 queue(s) do not exist, e.g. f.jobs: no service has started on the exchange {cfg.exchange} "
+        f"2 of 9 queues do not exist, e.g. f.jobs: no service has started on the exchange {cfg.exchange} "
         "(OTN_PUSH_EXCHANGE; the demo's is otn.push.demo)",
         "queue a.jobs has 5 message(s) and no consumer",
         "queue c.jobs has 101 ready messages (> 100)",
@@ -93,6 +93,21 @@ def management() -> Iterator[int]:
     yield int(server.server_address[1])
     server.shutdown()
     server.server_close()
+
+
+def test_a_queue_the_management_api_has_not_sampled_yet_is_not_read_as_empty(management: int) -> None:
+    cfg = settings(management_url=f"http://guest:guest@127.0.0.1:{management}")
+    FakeManagement.queues = {
+        "/api/vhosts/%2F": {"name": "/"},
+        # RabbitMQ's answer for a queue declared since its last statistics sample: no counts at all
+        "/api/queues/%2F/otn-push-t.extractor.jobs": {"name": "otn-push-t.extractor.jobs", "type": "quorum"},
+        "/api/queues/%2F/otn-push-t.extractor.jobs.dlq": {"messages_ready": 0, "consumers": 0},
+    }
+    queues = [q for q in expected_queues(cfg) if q.role == "extractor.jobs"]
+    read_management(cfg, queues)
+    jobs, dead = queues
+    assert (jobs.exists, jobs.ready, jobs.consumers, jobs.source) == (True, None, None, "unsampled")
+    assert (dead.ready, dead.source) == (0, "management")
 
 
 def test_management_api_gives_unacked_consumers_and_oldest_age(management: int) -> None:
@@ -132,7 +147,7 @@ def test_management_api_gives_unacked_consumers_and_oldest_age(management: int) 
     expected_auth = "Basic " + base64.b64encode(b"ops:s3cret").decode()
     assert {auth for _, auth in FakeManagement.seen} == {expected_auth}
     assert queue_flags(queues, cfg.model_copy(update={"status_max_message_age": 60})) == [
-        "1 queue(s) do not exist, e.g. otn-push-t.uploader.files: no service has started on the exchange "
+        "2 of 4 queues do not exist, e.g. otn-push-t.uploader.files: no service has started on the exchange "
         f"{cfg.exchange} (OTN_PUSH_EXCHANGE; the demo's is otn.push.demo)",
         "queue otn-push-t.extractor.jobs: oldest message waits 90s (> 60s)",
         "dead-letter queue otn-push-t.extractor.jobs.dlq holds 1 message(s) (see `otn-push dlq`)",
