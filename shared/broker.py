@@ -27,7 +27,7 @@ from shared.final_delivery import Rejected, final_delivery
 from shared.logs import get_logger, setup_logging
 from shared.migrations import MigrationError
 from shared.redact import redact_text, redact_url
-from shared.settings import Settings, SettingsError, load_settings, unknown_variables
+from shared.settings import Settings, SettingsError, load_settings, setting_warnings
 from shared.topology import exchange
 
 log = get_logger("broker")
@@ -167,7 +167,7 @@ def run_service(name: str, build: Callable[[Settings], FastStream]) -> int:
         print(f"otn-push {name}: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings, name)
-    for line in unknown_variables():
+    for line in setting_warnings():
         log.warning("%s", line)
     try:
         app = build(settings)

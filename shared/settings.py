@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,10 +13,15 @@ from typing import Annotated
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.redact import redact_url
+
+# python-dotenv says "could not parse statement starting at line 2" once per reading, naming no file;
+# `env_file_problems` says it once, with the file
+logging.getLogger("dotenv.main").setLevel(logging.ERROR)
 
 DEFAULT_NODES = (
     "OTN=postgresql://postgres@127.0.0.1:5432/otn_push_demo_otn;"
@@ -27,6 +34,7 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the setting and never its secret value."""
 
 
+ENV_FILE = Path(".env")  # beside where a command runs, as docker compose reads its own
 SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
 
@@ -88,7 +96,7 @@ def parse_nodes(raw: str) -> dict[str, str]:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="OTN_PUSH_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="OTN_PUSH_", env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore"
     )
 
     nodes: Annotated[dict[str, str], NoDecode] = Field(default_factory=lambda: parse_nodes(DEFAULT_NODES))
@@ -268,6 +276,12 @@ def load_settings(**overrides: object) -> Settings:
     """Read settings; a bad setting raises SettingsError with one line naming it."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except UnicodeDecodeError as exc:
+        raise SettingsError(
+            f"{ENV_FILE.resolve()}: not UTF-8 text (byte {exc.start}): fix or remove it"
+        ) from None
+    except OSError as exc:
+        raise SettingsError(f"{ENV_FILE.resolve()}: cannot be read ({exc.strerror or exc})") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "OTN_PUSH_" + "_".join(str(p) for p in first["loc"]).upper() if first["loc"] else "settings"
@@ -290,14 +304,35 @@ OTHER_VARIABLES = frozenset(
 )
 
 
+def setting_warnings(environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_FILE) -> list[str]:
+    """What the CLI and the services warn about before they start: `.env` lines that were ignored and
+    OTN_PUSH_* variables that are no setting."""
+    problems = env_file_problems(env_file) if env_file is not None else []
+    return problems + unknown_variables(environ, env_file)
+
+
+def env_file_problems(env_file: Path) -> list[str]:
+    """One line per line of `env_file` that is no NAME=VALUE statement (ignored by every reader); the
+    line itself is not shown, since it may hold a secret."""
+    if not env_file.is_file():
+        return []
+    try:
+        with env_file.open(encoding="utf-8") as stream:
+            bad = [binding.original.line for binding in parse_stream(stream) if binding.error]
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"{env_file.resolve()}: cannot be read ({type(exc).__name__})"]
+    return [f"{env_file.resolve()} line {line}: not a NAME=VALUE statement, ignored" for line in bad]
+
+
 def unknown_variables(
-    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+    environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_FILE
 ) -> list[str]:
     """One line per OTN_PUSH_* variable (environment or `.env`) that is no setting: a typo, most likely,
     whose value would otherwise be ignored without a word (OTN_PUSH_NODE instead of OTN_PUSH_NODES)."""
     names = set(os.environ if environ is None else environ)
     if env_file is not None and env_file.is_file():
-        names |= {n for n in dotenv_values(env_file) if n}
+        with contextlib.suppress(OSError, UnicodeDecodeError):  # said by env_file_problems
+            names |= {n for n in dotenv_values(env_file) if n}
     fields = {f"OTN_PUSH_{name.upper()}" for name in Settings.model_fields}
     lines = []
     for name in sorted(names):

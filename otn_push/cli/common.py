@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from shared.redact import redact_text
-from shared.settings import Settings, SettingsError, load_settings, unknown_variables
+from shared.settings import Settings, SettingsError, load_settings, setting_warnings
 
 T = TypeVar("T")
 # piped or redirected (`| grep`, `> file`), tables and lines would be cut to 80 columns: print whole values
@@ -38,7 +38,7 @@ def settings() -> Settings:
         cfg = load_settings()
     except SettingsError as exc:
         fail(str(exc), 2)
-    for line in unknown_variables():
+    for line in setting_warnings():
         err_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     return cfg
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from shared.redact import redact_text, redact_url
-from shared.settings import SettingsError, load_settings, parse_nodes, unknown_variables
+from shared.settings import SettingsError, load_settings, parse_nodes, setting_warnings, unknown_variables
 
 
 def test_parse_nodes_keeps_order_and_uppercases() -> None:
@@ -132,4 +132,31 @@ def test_a_variable_in_another_case_is_the_setting_itself() -> None:
     assert unknown_variables({"OTN_PUSH_exchange": "x", "otn_push_store": "folder"}, None) == []
     assert unknown_variables({"OTN_PUSH_XYZZY": "1"}, None) == [
         "OTN_PUSH_XYZZY is not an otn-push setting and is ignored"
+    ]
+
+
+def test_a_env_line_that_is_no_statement_is_named_by_file_and_line_never_by_content(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        'OTN_PUSH_LOG_LEVEL=info\nsmtp password Sekr3tPW\nOTN_PUSH_EXCHANGE="otn.push\nOTN_PUSH_NODE=x\n'
+    )
+    warnings = setting_warnings({}, env_file)
+    assert warnings[:2] == [
+        f"{env_file} line 2: not a NAME=VALUE statement, ignored",
+        f"{env_file} line 3: not a NAME=VALUE statement, ignored",
+    ]
+    assert warnings[2].startswith("OTN_PUSH_NODE is not an otn-push setting")
+    assert not any("Sekr3tPW" in line for line in warnings)
+    assert setting_warnings({}, tmp_path / "absent.env") == []
+
+
+def test_a_env_file_that_is_not_utf8_is_one_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_bytes(b"OTN_PUSH_LOG_LEVEL=info\n\xff\xfe\n")
+    with pytest.raises(SettingsError, match=r"\.env: not UTF-8 text \(byte 24\)"):
+        load_settings()
+    assert setting_warnings({}, tmp_path / ".env") == [
+        f"{tmp_path / '.env'}: cannot be read (UnicodeDecodeError)"
     ]
