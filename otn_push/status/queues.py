@@ -119,13 +119,21 @@ def management_request(base_url: str, path: str, timeout: float = 5.0) -> tuple[
     shown = redact_url(url.split("?", 1)[0])
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read()), _server_time(response.headers.get("Date"))
+            body, date = response.read(), response.headers.get("Date")
+            kind = response.headers.get_content_type()
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return None, None
         raise ManagementUnavailable(f"management API {shown}: HTTP {exc.code} {exc.reason}") from None
     except (OSError, ValueError) as exc:
         raise ManagementUnavailable(f"management API {shown}: {redact_text(str(exc))}") from None
+    try:
+        return json.loads(body), _server_time(date)
+    except ValueError:
+        # a web server, a proxy's login page or RabbitMQ's own UI path: the address is not the API's
+        raise ManagementUnavailable(
+            f"management API {shown}: answered {kind}, not JSON (is this the management API's address?)"
+        ) from None
 
 
 def management_get(base_url: str, path: str, timeout: float = 5.0) -> Any:

@@ -165,6 +165,35 @@ def test_an_address_that_is_no_management_api_is_unavailable_not_every_queue_mis
     assert "no vhost '/' there" in str(caught.value) and "s3cret" not in str(caught.value)
 
 
+class HtmlEverywhere(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<!doctype html><html><body>Sign in</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_an_address_that_answers_a_web_page_is_unavailable_in_one_line() -> None:
+    """A proxy's login page or a web server answering 200 with HTML to every path."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HtmlEverywhere)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = settings(management_url=f"http://ops:s3cret@127.0.0.1:{server.server_address[1]}")
+        with pytest.raises(ManagementUnavailable) as caught:
+            read_management(cfg, expected_queues(cfg))
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(caught.value)
+    assert "answered text/html, not JSON (is this the management API's address?)" in message
+    assert "s3cret" not in message and "Expecting value" not in message
+
+
 def test_management_api_unreachable_names_it_without_the_password() -> None:
     cfg = settings(management_url="http://ops:s3cret@127.0.0.1:1")
     with pytest.raises(ConnectionError) as caught:
