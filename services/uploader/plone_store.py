@@ -119,7 +119,8 @@ class PloneStore:
         """At start: the site answers and the service account's password is right (`@login`, where the
         restapi offers it), so a wrong password stops the uploader instead of failing every extract."""
         async with self._client() as client:
-            await self._request(client, "GET", self.site_url, "reading the site", (200,), headers=JSON)
+            site = await self._request(client, "GET", self.site_url, "reading the site", (200,), headers=JSON)
+            self._check_is_site(site)
             if self.user is None:
                 return
             login = await self._request(
@@ -136,6 +137,27 @@ class PloneStore:
                     f"plone {self.site_url}: the service account {self.user!r} cannot log in "
                     "(check OTN_PUSH_PLONE_USER and OTN_PUSH_PLONE_PASSWORD)"
                 )
+
+    def _check_is_site(self, answer: httpx.Response) -> None:
+        """The URL names the Plone site itself: not Zope's root (a web page) nor a folder inside the site,
+        under which the store would make `data/repository` a second time."""
+        where = f"plone {self.site_url}"
+        kind = answer.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+        if kind != "application/json":
+            raise StoreError(
+                f"{where}: answered {kind}, not plone.restapi's JSON: OTN_PUSH_PLONE_URL must name the Plone "
+                "site (e.g. https://host/Plone, not the Zope root) and the site needs plone.restapi"
+            )
+        try:
+            kind = answer.json().get("@type")
+        except (ValueError, AttributeError):
+            kind = None
+        if kind not in (None, "Plone Site"):
+            now = "/".join(self.path) or "the site itself"
+            raise StoreError(
+                f"{where}: is a {kind} inside the site, not the Plone site: OTN_PUSH_PLONE_URL names the "
+                f"site and OTN_PUSH_PLONE_PATH the folder under it (now {now})"
+            )
 
     # -- HTTP ------------------------------------------------------------------------------------
 
@@ -184,6 +206,7 @@ class PloneStore:
             raise StoreError(
                 f"plone {self.site_url}: no Plone site there (HTTP 404; check OTN_PUSH_PLONE_URL)"
             )
+        self._check_is_site(site)
         urls = [f"{self.site_url}/{'/'.join(folders[: i + 1])}" for i in range(len(folders))]
         existing = -1
         for i in range(len(urls) - 1, -1, -1):

@@ -375,3 +375,31 @@ async def test_the_account_is_checked_at_start(plone_site: PloneSite) -> None:
     with pytest.raises(StoreError) as missing:
         await PloneStore(site.url + "-nope", site.user, site.password).check()
     assert not missing.value.transient and "404" in str(missing.value)
+
+
+async def test_a_url_that_is_not_the_site_itself_is_named_at_start(
+    plone_site: PloneSite, tmp_path: Path
+) -> None:
+    site = plone_site
+    zope_root = site.url.rsplit("/", 1)[0]  # Zope's own page: the service account is unknown there
+    with pytest.raises(StoreError) as root:
+        await PloneStore(zope_root, site.user, site.password).check()
+    assert not root.value.transient
+    assert "answered text/html, not plone.restapi's JSON" in str(root.value) and "not the Zope root" in str(
+        root.value
+    )
+    # the repository folder given as the site: its files would land in data/repository/data/repository
+    repository = f"{site.url}/data/repository"
+    with pytest.raises(StoreError) as folder:
+        await PloneStore(repository, site.user, site.password).check()
+    assert "is a Folder inside the site, not the Plone site" in str(folder.value)
+    assert "(now data/repository)" in str(folder.value)
+    path, code = tmp_path / "h_2024.zip", new_code()
+    with pytest.raises(StoreError):
+        await PloneStore(repository, site.user, site.password).put(
+            path, node="OTN", code=code, name=path.name, sha256=write(path, b"h")
+        )
+    made = get(site, f"{site.url}/@search?id={code.lower()}").json()
+    assert made["items_total"] == 0, made  # no project folder anywhere under the wrong URL
+    for error in (root.value, folder.value):
+        assert site.password not in str(error)
