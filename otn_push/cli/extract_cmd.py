@@ -41,7 +41,11 @@ def register(app: typer.Typer) -> None:
             fail(f"--out {out}: is a file, not a folder; give the folder for the .zip and .parquet")
         made = [p for p in (out, *out.parents) if not p.exists()]
         with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,  # a transient bar still leaves a blank line in a pipe
         ) as bar:
             task = bar.add_task(f"building {code} {year} {type_code}", total=None)
 

@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         cfg = settings()
         with Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
-            console=console, transient=True,
+            console=console, transient=True, disable=not console.is_terminal,
         ) as bar:  # fmt: skip
             parsed = []
             refused: list[str] = []
