@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 import typer
@@ -32,6 +33,25 @@ for module in (nodes_cmd, db_cmd, load_cmd, extract_cmd, list_cmd, push_cmd, cal
     module.register(app)
 status_cmd.register(app)
 report_cmd.register(app)
+
+
+def reflow(text: str) -> str:
+    """A docstring's paragraphs as single lines: typer keeps a docstring's line breaks, so a help text
+    broke mid-sentence wherever the source did; rich wraps each paragraph to the terminal instead."""
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in text.strip().split("\n\n"))
+
+
+def _reflow_help(group: typer.Typer) -> None:
+    for command in group.registered_commands:
+        doc = command.help or inspect.getdoc(command.callback)
+        if doc:
+            command.help = reflow(doc)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _reflow_help(sub.typer_instance)
+
+
+_reflow_help(app)
 
 
 def main() -> None:
