@@ -33,5 +33,12 @@ def redact_text(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
     text = _QUERY_PASSWORD.sub(lambda m: f"{m['key']}***", text)
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "***")
+            text = _standing_alone(secret).sub("***", text)
     return text
+
+
+def _standing_alone(secret: str) -> re.Pattern[str]:
+    # a secret is masked where it stands alone, not inside a longer word: a password that is a common
+    # word ("detection") turned `nsbs_matched_detections` into `nsbs_matched_***s`, scrambling the logs
+    # and showing readers where the word was
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])")

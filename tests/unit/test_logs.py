@@ -22,13 +22,12 @@ def restore_root_logger():  # type: ignore[no-untyped-def]
 
 
 def settings(**kw: object) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        nodes="OTN=postgresql://svc:node-pw-123@db.example.org/otn",
-        amqp_url="amqp://guest:mq-pw-456@127.0.0.1:5672/push",
-        smtp_password="smtp-pw-789",
-        **kw,
-    )
+    values: dict[str, object] = {
+        "nodes": "OTN=postgresql://svc:node-pw-123@db.example.org/otn",
+        "amqp_url": "amqp://guest:mq-pw-456@127.0.0.1:5672/push",
+        "smtp_password": "smtp-pw-789",
+    }
+    return Settings(_env_file=None, **(values | kw))  # type: ignore[arg-type]
 
 
 def test_secrets_are_masked_in_messages_args_extras_and_tracebacks() -> None:
@@ -57,3 +56,17 @@ def test_json_lines() -> None:
     doc = json.loads(out.getvalue().splitlines()[-1])
     assert doc["message"] == "job 7 done" and doc["job_id"] == 7 and doc["logger"] == "otn_push.svc"
     assert doc["level"] == "INFO"
+
+
+def test_a_password_that_is_a_common_word_is_masked_alone_not_inside_other_words() -> None:
+    # masking it inside words scrambled every file name (`nsbs_matched_***s_2024.zip`) and showed
+    # readers exactly where the password's word was
+    cfg = settings(smtp_password="detection")
+    out = io.StringIO()
+    log = setup_logging(cfg, "test", stream=out)
+    log.info("NSBS,2024,t built: 814 rows, nsbs_matched_detections_2024.zip")
+    log.warning("smtp login as otndc with password %s refused", "detection")
+    log.warning("smtp login refused ('detection')")
+    lines = out.getvalue().splitlines()
+    assert "nsbs_matched_detections_2024.zip" in lines[0]
+    assert "with password *** refused" in lines[1] and "('***')" in lines[2]
