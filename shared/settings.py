@@ -119,6 +119,7 @@ class Settings(BaseSettings):
     webdav_user: str | None = None
     webdav_password: SecretStr | None = None
     store_timeout: float = Field(default=60.0, gt=0)
+    store_start_wait: float = Field(default=30.0, ge=0)  # an unreachable store at start, then stop
     staging_dir: Path = Path("var/staging")
     outbox_dir: Path = Path("var/outbox")
 

@@ -5,7 +5,9 @@ incoming message is acked, so a crash in between only repeats the upload, which 
 (same sha256) and skips.
 """
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 from faststream import FastStream
@@ -44,7 +46,7 @@ def build_app(
         await publish(broker, settings, key, result, message_id)
 
     async def start() -> None:
-        await check_store(the_store, describe_store(settings))
+        await check_store(the_store, describe_store(settings), settings.store_start_wait)
         await broker.connect()
         await declare_topology(broker, settings)
         log.info("uploader ready: store %s", describe_store(settings))
@@ -54,15 +56,28 @@ def build_app(
     return app
 
 
-async def check_store(store: DocumentStore, label: str) -> None:
-    """A store that refuses the account (or does not exist) stops the uploader with one line; one that
-    is only unreachable for now is retried per upload, as any transient fault."""
+async def check_store(store: DocumentStore, label: str, wait: float, first_delay: float = 1.0) -> None:
+    """A store that refuses the account (or does not exist) stops the uploader with one line at once. One
+    that does not answer is asked again for `wait` seconds, then stops it too: taking uploads from a store
+    that is not there (a mistyped host or port) would fail every job in turn, each after its retries."""
     check = getattr(store, "check", None)
     if check is None:
         return
-    try:
-        await check()
-    except StoreUnavailable as exc:
-        log.warning("store %s not reachable at start (uploads will retry): %s", label, exc)
-    except StoreError as exc:
-        raise StartupError(str(exc)) from None
+    deadline = time.monotonic() + wait
+    delay = first_delay
+    while True:
+        try:
+            await check()
+            return
+        except StoreUnavailable as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StartupError(
+                    f"store {label} did not answer for {wait:g} s (OTN_PUSH_STORE_START_WAIT): {exc}"
+                ) from None
+            pause = min(delay, left)
+            log.warning("store %s not reachable at start, asking again in %.1f s: %s", label, pause, exc)
+            await asyncio.sleep(pause)
+            delay = min(delay * 2, 8.0)
+        except StoreError as exc:
+            raise StartupError(str(exc)) from None

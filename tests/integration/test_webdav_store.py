@@ -435,3 +435,26 @@ def test_an_uploader_with_a_wrong_password_stops_at_start_with_one_line(
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("otn-push uploader: cannot start:") and "Traceback" not in done.stderr
     assert "OTN_PUSH_WEBDAV_PASSWORD" in last and secret not in done.stderr + done.stdout
+
+
+def test_an_uploader_whose_store_never_answers_stops_at_start_after_the_wait(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "OTN_PUSH_STORE": "webdav",
+        "OTN_PUSH_WEBDAV_URL": f"http://127.0.0.1:{free_port()}/dav/data/repository",  # a mistyped port
+        "OTN_PUSH_STORE_START_WAIT": "2",
+        "OTN_PUSH_EXCHANGE": f"otn.push.t-{uuid.uuid4().hex[:8]}",
+        "OTN_PUSH_METRICS_PORT": "0",
+        "OTN_PUSH_STAGING_DIR": str(tmp_path / "staging"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "services.uploader"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1, done.stderr
+    assert "not reachable at start, asking again in" in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("otn-push uploader: cannot start: store webdav http://127.0.0.1:")
+    assert "did not answer for 2 s (OTN_PUSH_STORE_START_WAIT)" in last and "Traceback" not in done.stderr
