@@ -11,6 +11,8 @@ import datetime as dt
 import hashlib
 import logging
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -409,27 +411,27 @@ async def test_the_account_and_collection_are_checked_at_start(
         await store_of(webdav, f"http://127.0.0.1:{free_port()}/dav").check()
 
 
-def test_an_uploader_with_a_wrong_password_stops_at_start_with_one_line(
-    webdav: WebDavServer, share: tuple[str, Path], tmp_path: Path
-) -> None:
-    import subprocess
-    import sys
-
-    url, _ = share
-    secret = "wrong-" + uuid.uuid4().hex
+def run_uploader(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """`python -m services.uploader` on a WebDAV store, on an exchange of its own, until it exits."""
     env = {
         **os.environ,
         "OTN_PUSH_STORE": "webdav",
-        "OTN_PUSH_WEBDAV_URL": url,
-        "OTN_PUSH_WEBDAV_USER": webdav.user,
-        "OTN_PUSH_WEBDAV_PASSWORD": secret,
         "OTN_PUSH_EXCHANGE": f"otn.push.t-{uuid.uuid4().hex[:8]}",
         "OTN_PUSH_METRICS_PORT": "0",
         "OTN_PUSH_STAGING_DIR": str(tmp_path / "staging"),
+        **{f"OTN_PUSH_{name.upper()}": value for name, value in settings.items()},
     }
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "services.uploader"], env=env, capture_output=True, text=True, timeout=120
     )
+
+
+def test_an_uploader_with_a_wrong_password_stops_at_start_with_one_line(
+    webdav: WebDavServer, share: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, _ = share
+    secret = "wrong-" + uuid.uuid4().hex
+    done = run_uploader(tmp_path, webdav_url=url, webdav_user=webdav.user, webdav_password=secret)
     assert done.returncode == 1, done.stderr
     # the log lines before it, then the one line that says why
     last = done.stderr.strip().splitlines()[-1]
@@ -438,23 +440,10 @@ def test_an_uploader_with_a_wrong_password_stops_at_start_with_one_line(
 
 
 def test_an_uploader_whose_store_never_answers_stops_at_start_after_the_wait(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    env = {
-        **os.environ,
-        "OTN_PUSH_STORE": "webdav",
-        "OTN_PUSH_WEBDAV_URL": f"http://127.0.0.1:{free_port()}/dav/data/repository",  # a mistyped port
-        "OTN_PUSH_STORE_START_WAIT": "2",
-        "OTN_PUSH_EXCHANGE": f"otn.push.t-{uuid.uuid4().hex[:8]}",
-        "OTN_PUSH_METRICS_PORT": "0",
-        "OTN_PUSH_STAGING_DIR": str(tmp_path / "staging"),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "services.uploader"], env=env, capture_output=True, text=True, timeout=120
-    )
+    mistyped = f"http://127.0.0.1:{free_port()}/dav/data/repository"
+    done = run_uploader(tmp_path, webdav_url=mistyped, store_start_wait="2")
     assert done.returncode == 1, done.stderr
     assert "not reachable at start, asking again in" in done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("otn-push uploader: cannot start: store webdav http://127.0.0.1:")
-    assert "did not answer for 2 s (OTN_PUSH_STORE_START_WAIT)" in last and "Traceback" not in done.stderr
+    assert last.startswith(f"otn-push uploader: cannot start: store webdav {mistyped} did not answer for 2 s")
+    assert "(OTN_PUSH_STORE_START_WAIT)" in last and "Traceback" not in done.stderr
