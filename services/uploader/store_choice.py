@@ -7,16 +7,24 @@ from shared.settings import Settings, SettingsError
 
 
 def make_store(settings: Settings) -> DocumentStore:
-    """The store of `settings`; a store whose URL is not set is refused naming the setting."""
+    """The store of `settings`; a store whose URL (or Plone account) is not set is refused naming the
+    setting."""
     if settings.store == "plone":
         if not settings.plone_url:
             raise SettingsError("setting OTN_PUSH_PLONE_URL: required when OTN_PUSH_STORE=plone")
+        # Plone takes no anonymous uploads: without the account every job would fail with 401
+        if not settings.plone_user:
+            raise SettingsError(
+                "setting OTN_PUSH_PLONE_USER: required when OTN_PUSH_STORE=plone (the service account)"
+            )
+        if settings.plone_password is None or not settings.plone_password.get_secret_value():
+            raise SettingsError("setting OTN_PUSH_PLONE_PASSWORD: required when OTN_PUSH_STORE=plone")
         from services.uploader.plone_store import PloneStore
 
         return PloneStore(
             settings.plone_url,
             settings.plone_user,
-            settings.plone_password.get_secret_value() if settings.plone_password else None,
+            settings.plone_password.get_secret_value(),
             path=settings.plone_path,
             node_folders=settings.plone_node_folders,
             timeout=settings.store_timeout,

@@ -69,3 +69,15 @@ def test_empty_store_urls_mean_not_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTN_PUSH_WEBDAV_URL", " ")
     settings = load_settings()
     assert settings.plone_url is None and settings.webdav_url is None
+
+
+@pytest.mark.parametrize(
+    "account, setting",
+    [({}, "OTN_PUSH_PLONE_USER"), ({"plone_user": "svc"}, "OTN_PUSH_PLONE_PASSWORD"),
+     ({"plone_user": "svc", "plone_password": ""}, "OTN_PUSH_PLONE_PASSWORD")],
+)  # fmt: skip
+def test_plone_without_its_service_account_is_refused(account: dict[str, str], setting: str) -> None:
+    # anonymous uploads are refused by Plone: every job of the push would fail with 401
+    settings = load_settings(store="plone", plone_url="http://127.0.0.1:8080/Plone", **account)
+    with pytest.raises(SettingsError, match=f"setting {setting}: required when OTN_PUSH_STORE=plone"):
+        make_store(settings)
