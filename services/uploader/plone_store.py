@@ -119,7 +119,17 @@ class PloneStore:
         """At start: the site answers and the service account's password is right (`@login`, where the
         restapi offers it), so a wrong password stops the uploader instead of failing every extract."""
         async with self._client() as client:
-            site = await self._request(client, "GET", self.site_url, "reading the site", (200,), headers=JSON)
+            site = await self._request(
+                client, "GET", self.site_url, "reading the site", (200, 401, 403), headers=JSON
+            )
+            if site.status_code != 200:
+                # a Plone site's root is readable by the account; a private folder or another server is not
+                who = self.user or "anonymous"
+                raise StoreError(
+                    f"plone {self.site_url}: HTTP {site.status_code} reading it as {who}: "
+                    "OTN_PUSH_PLONE_URL must name the Plone site itself (e.g. https://host/Plone), which the "
+                    "service account can read (check OTN_PUSH_PLONE_USER and OTN_PUSH_PLONE_PASSWORD)"
+                )
             self._check_is_site(site)
             if self.user is None:
                 return

@@ -394,6 +394,12 @@ async def test_a_url_that_is_not_the_site_itself_is_named_at_start(
         await PloneStore(repository, site.user, site.password).check()
     assert "is a Folder inside the site, not the Plone site" in str(folder.value)
     assert "(now data/repository)" in str(folder.value)
+    # a folder the service account may not read (its roles are on data/repository only)
+    with pytest.raises(StoreError) as private:
+        await PloneStore(f"{site.url}/data", site.user, site.password).check()
+    assert "HTTP 401 reading it as otnpush-uploader: OTN_PUSH_PLONE_URL must name the Plone site" in str(
+        private.value
+    )
     path, code = tmp_path / "h_2024.zip", new_code()
     with pytest.raises(StoreError):
         await PloneStore(repository, site.user, site.password).put(
@@ -401,5 +407,5 @@ async def test_a_url_that_is_not_the_site_itself_is_named_at_start(
         )
     made = get(site, f"{site.url}/@search?id={code.lower()}").json()
     assert made["items_total"] == 0, made  # no project folder anywhere under the wrong URL
-    for error in (root.value, folder.value):
+    for error in (root.value, folder.value, private.value):
         assert site.password not in str(error)
