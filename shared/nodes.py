@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
@@ -16,8 +17,26 @@ class NodeUnavailable(ConnectionError):
     """A node database cannot be reached; the message names the node, never its password."""
 
     def __init__(self, node: str, url: str, cause: BaseException) -> None:
-        super().__init__(f"node {node} database unreachable ({redact_url(url)}): {type(cause).__name__}")
+        super().__init__(f"node {node} database unreachable ({redact_url(url)}): {why_unreachable(cause)}")
         self.node = node
+
+
+def why_unreachable(cause: BaseException) -> str:
+    """The cause in words a node manager reads (`database "otn" does not exist`), then its type."""
+    name = type(cause).__name__
+    if isinstance(cause, asyncpg.PostgresError):
+        words = str(cause).strip()  # the server's own message: it never holds the password
+    elif isinstance(cause, socket.gaierror):
+        words = "unknown host"
+    elif isinstance(cause, TimeoutError):
+        words = "no answer in time"
+    elif isinstance(cause, ConnectionRefusedError):
+        words = "connection refused"
+    elif isinstance(cause, OSError):
+        words = cause.strerror or str(cause)[:200]
+    else:
+        return name
+    return f"{words} ({name})" if words else name
 
 
 def asyncpg_dsn(url: str) -> str:

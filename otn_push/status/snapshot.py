@@ -97,7 +97,10 @@ async def _own_tables(settings: Settings, snap: Snapshot, push_date: dt.date | N
             snap.notes.append("no push has run yet")
         else:
             snap.push = await push_summary(sessions, day, now)
-            if snap.push is None:
+            if snap.push is None and push_date is not None:
+                # asked for by date (cron, monitoring): a mistyped date must not look healthy
+                snap.flags.append(f"no push run for {day} (--push-date)")
+            elif snap.push is None:
                 snap.notes.append(f"no push run for {day}")
     except ProgrammingError:
         snap.flags.append("otn-push's own tables are missing: run `otn-push db upgrade`")

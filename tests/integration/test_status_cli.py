@@ -146,11 +146,17 @@ async def test_status_shows_queues_push_nodes_and_flags(
     calm = settings.model_copy(update={"status_max_failed_jobs": 1, "status_max_node_latency": 60.0})
     assert (await take_snapshot(calm)).flags == []
     assert "nothing flagged" in render_text(await take_snapshot(calm))
+    # a date asked for that has no push run (a typo in a cron line) must not look healthy
+    assert (await take_snapshot(calm, dt.date(2025, 6, 13))).flags == [
+        "no push run for 2025-06-13 (--push-date)"
+    ]
 
     # a node database that is down is flagged, and `nodes check` says so alone too
     down_url = "postgresql://postgres@127.0.0.1:1/nope"
     snap = await take_snapshot(calm.model_copy(update={"nodes": {**settings.nodes, "FACT": down_url}}))
-    assert snap.flags == [f"node FACT database unreachable ({down_url}): ConnectionRefusedError"]
+    assert snap.flags == [
+        f"node FACT database unreachable ({down_url}): connection refused (ConnectionRefusedError)"
+    ]
     code, out, _ = await cli(
         {**env, "OTN_PUSH_NODES": env["OTN_PUSH_NODES"] + f";FACT={down_url}"}, "nodes", "check"
     )

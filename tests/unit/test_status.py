@@ -23,6 +23,7 @@ from otn_push.status.queues import (
     queue_flags,
     read_management,
 )
+from shared.nodes import NodeUnavailable, why_unreachable
 from shared.settings import Settings
 from shared.topology import QUEUES, WATCH_ROLES
 
@@ -217,3 +218,25 @@ def test_node_flags_unreachable_and_slow() -> None:
 def test_durations_and_sizes_read_well() -> None:
     assert [duration(s) for s in (None, 5, 65, 3_700, 90_000)] == ["–", "5s", "1m 05s", "1h 01m", "1d 1h"]
     assert [size(n) for n in (512, 2048, 5 * 1024**2)] == ["512 B", "2.0 KB", "5.0 MB"]
+
+
+def test_why_a_node_is_unreachable_is_said_in_words_then_the_type() -> None:
+    import socket
+
+    import asyncpg
+
+    assert why_unreachable(ConnectionRefusedError(111, "Connection refused")) == (
+        "connection refused (ConnectionRefusedError)"
+    )
+    assert why_unreachable(socket.gaierror(-2, "Name or service not known")) == "unknown host (gaierror)"
+    assert why_unreachable(TimeoutError()) == "no answer in time (TimeoutError)"
+    missing = asyncpg.InvalidCatalogNameError('database "nope" does not exist')
+    assert why_unreachable(missing) == 'database "nope" does not exist (InvalidCatalogNameError)'
+    assert why_unreachable(OSError("Multiple exceptions: [Errno 111] Connect call failed")) == (
+        "Multiple exceptions: [Errno 111] Connect call failed (OSError)"
+    )
+    unreachable = NodeUnavailable("ACT", "postgresql://u:pw-123@db/act", missing)
+    assert str(unreachable) == (
+        'node ACT database unreachable (postgresql://u:***@db/act): database "nope" does not exist '
+        "(InvalidCatalogNameError)"
+    )
