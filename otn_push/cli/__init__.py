@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 
 import typer
 
@@ -20,6 +21,7 @@ from otn_push.cli import (
     report_cmd,
     status_cmd,
 )
+from otn_push.cli.common import CLOSED_PIPE
 
 app = typer.Typer(
     name="otn-push",
@@ -58,4 +60,11 @@ def main() -> None:
     # the AMQP libraries log a failed connection on their own; the command says it once, in one line
     for name in ("aiormq", "aio_pika"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    app()
+    try:
+        app()
+    except SystemExit:
+        # click (vendored by typer), like rich (see CliConsole), exits 1 when the reader closed the pipe,
+        # which is not "flagged"; it wraps stdout in its PacifyFlushWrapper then
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            raise SystemExit(CLOSED_PIPE) from None
+        raise

@@ -18,9 +18,22 @@ T = TypeVar("T")
 PIPE_WIDTH = 10_000
 
 
+CLOSED_PIPE = 141  # 128 + SIGPIPE: how a Unix tool ends when its reader has gone
+
+
+class CliConsole(Console):
+    def on_broken_pipe(self) -> None:
+        # rich exits 1 when the reader closed the pipe (`status --watch | head`), which `status` uses for
+        # "something is flagged": end as any tool killed by SIGPIPE instead
+        try:
+            super().on_broken_pipe()
+        except SystemExit:
+            raise SystemExit(CLOSED_PIPE) from None
+
+
 def _console(stderr: bool = False) -> Console:
-    probe = Console(stderr=stderr)
-    return probe if probe.is_terminal else Console(stderr=stderr, width=PIPE_WIDTH)
+    probe = CliConsole(stderr=stderr)
+    return probe if probe.is_terminal else CliConsole(stderr=stderr, width=PIPE_WIDTH)
 
 
 console = _console()
