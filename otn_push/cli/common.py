@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -54,6 +55,20 @@ def settings() -> Settings:
     for line in setting_warnings():
         err_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     return cfg
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and its parents that do not exist yet, innermost first: what writing there will make."""
+    return [p for p in (folder, *folder.parents) if not p.exists()]
+
+
+def remove_empty(made: list[Path]) -> None:
+    """Remove the folders made for --out (innermost first) that a failed command left empty."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -7,18 +7,9 @@ from pathlib import Path
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from otn_push.cli.common import console, extract_format, fail, run, settings
+from otn_push.cli.common import console, extract_format, fail, missing_folders, remove_empty, run, settings
 from services.extractor.engine import ExtractInputError, build_extract
 from shared.nodes import NodeUnavailable
-
-
-def _remove_empty(made: list[Path]) -> None:
-    """Remove the folders made for --out (innermost first) that the failed build left empty."""
-    for folder in made:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +30,7 @@ def register(app: typer.Typer) -> None:
         layout = extract_format(fmt, cfg)
         if out.exists() and not out.is_dir():
             fail(f"--out {out}: is a file, not a folder; give the folder for the .zip and .parquet")
-        made = [p for p in (out, *out.parents) if not p.exists()]
+        made = missing_folders(out)
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -57,10 +48,10 @@ def register(app: typer.Typer) -> None:
                     build_extract(cfg.nodes, code, year, type_code, out, fmt=layout, progress=progress)
                 )
             except (ExtractInputError, NodeUnavailable) as exc:  # NodeUnavailable is an OSError too
-                _remove_empty(made)
+                remove_empty(made)
                 fail(str(exc))
             except OSError as exc:
-                _remove_empty(made)
+                remove_empty(made)
                 fail(f"--out {out}: {exc.strerror or exc}")
         console.print(
             f"{result.basename}: {result.rows:,} rows (node {result.node}, format {result.format})",

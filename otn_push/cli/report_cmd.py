@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from otn_push.cli.common import console, fail, run, settings
+from otn_push.cli.common import console, fail, missing_folders, remove_empty, run, settings
 from otn_push.cli.list_cmd import parse_date
 from otn_push.cli.own_db import own_tables_for_reading
 from otn_push.report.data import read_report
@@ -65,6 +65,13 @@ def register(app: typer.Typer) -> None:
         cfg = settings()
         day = parse_date(push_date)
         target = output_path(out, day)
-        shown = run(write_report(cfg, day, target))
+        made = missing_folders(target.parent) if target is not None else []
+        try:
+            shown = run(write_report(cfg, day, target))
+        except typer.Exit:
+            remove_empty(made)
+            raise
         if target is not None:
             console.print(f"report of the push of {day} ({shown} extracts): {out}", highlight=False)
+            if made:  # a mistyped folder shows here rather than as a stray folder found later
+                console.print(f"created the folder {made[-1]}", highlight=False)

@@ -231,6 +231,15 @@ async def test_report_out_writes_through_a_link_and_refuses_what_is_not_a_file(
     code, _said, err = await cli(env, "report", "--push-date", "2020-02-02", "--out", str(other))
     assert code == 4 and "no push run for 2020-02-02 yet" in err and not other.exists(), err
 
+    # missing folders are made, and said so (a mistyped path shows at once); none is left by a failure
+    nested = tmp_path / "reports" / "2025" / "push.html"
+    code, said, err = await cli(env, "report", "--push-date", str(PUSH), "--out", str(nested))
+    assert code == 0 and nested.is_file() and f"created the folder {tmp_path / 'reports'}" in said, err
+    code, said, err = await cli(
+        env, "report", "--push-date", "2020-02-02", "--out", str(tmp_path / "no/r.html")
+    )
+    assert code == 4 and not (tmp_path / "no").exists(), err
+
     # - is stdout
     code, said, err = await cli(env, "report", "--push-date", str(PUSH), "--out", "-")
     assert code == 0, err
