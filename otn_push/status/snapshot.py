@@ -24,6 +24,7 @@ from otn_push.status.pushes import (
 )
 from otn_push.status.queue_age import AT_LEAST
 from otn_push.status.queues import ManagementUnavailable, QueueStat, queue_flags, read_queues
+from shared.broker_problem import broker_problem
 from shared.db import make_engine, make_sessionmaker
 from shared.redact import redact_text, redact_url
 from shared.settings import Settings
@@ -58,8 +59,7 @@ async def _queues(settings: Settings, snap: Snapshot) -> None:
             management = False
             snap.queues = await read_queues(settings, amqp_only=True)
     except Exception as exc:  # the broker being down is what status must report, not crash on
-        where = redact_url(settings.amqp_url)
-        snap.flags.append(f"RabbitMQ unreachable at {where}: {_problem(exc, settings)}")
+        snap.flags.append(broker_problem(settings.amqp_url, exc))  # it masks the URL's password
         return
     snap.flags += queue_flags(snap.queues, settings)
     snap.notes += age_notes(

@@ -15,6 +15,7 @@ from sqlalchemy import insert
 from otn_push.cli.status_cmd import render
 from otn_push.status.snapshot import take_snapshot
 from shared.db import Job, PushRun, make_engine
+from shared.redact import redact_url
 from shared.settings import Settings
 from shared.topology import dlq_name, dlx_name, queue_name
 from tests.integration.conftest import AMQP_URL, Rabbit
@@ -202,3 +203,14 @@ async def test_watch_into_a_pipe_writes_one_whole_snapshot_per_read(
             assert json.loads(first)["push"]["state"] == "running"  # one document per line
         else:
             assert b"SERC1,2024,u" in seen  # whole snapshots, not a live display's control codes
+
+
+async def test_a_vhost_that_does_not_exist_is_named_as_such(make_nodes: Any, make_settings: Any) -> None:
+    nodes = await make_nodes("OTN")
+    settings: Settings = make_settings(nodes=nodes)
+    missing = settings.model_copy(update={"amqp_url": AMQP_URL.rstrip("/") + "/no-such-vhost"})
+    rabbit_flags = [f for f in (await take_snapshot(missing)).flags if "RabbitMQ" in f]
+    assert rabbit_flags == [
+        f"RabbitMQ at {redact_url(missing.amqp_url)} refused the connection: does the vhost 'no-such-vhost' "
+        "exist, and may this user use it (and is the password right)? (OTN_PUSH_AMQP_URL)"
+    ]
