@@ -7,6 +7,7 @@ import datetime as dt
 import difflib
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
@@ -35,6 +36,7 @@ class SettingsError(ValueError):
 
 
 ENV_FILE = Path(".env")  # beside where a command runs, as docker compose reads its own
+PLONE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
 
@@ -231,6 +233,29 @@ class Settings(BaseSettings):
             secret = "OTN_PUSH_" + (info.field_name or "").removesuffix("_url").upper() + "_PASSWORD"
             raise ValueError(f"must not carry a password: set {secret}")
         return value.rstrip("/")
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        # the base of every link in the researchers' emails: a typo must stop here, not reach their inbox
+        if value is None or not value.strip():
+            return None
+        parts = _split(value, "")
+        if parts.scheme == "file" and parts.path:
+            return value.rstrip("/")
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"must be an http://, https:// or file:// URL (got {redact_url(value)!r})")
+        return value.rstrip("/")
+
+    @field_validator("plone_path")
+    @classmethod
+    def _plone_path(cls, value: str) -> str:
+        for segment in value.strip("/").split("/"):
+            if segment and not PLONE_ID.fullmatch(segment):
+                raise ValueError(
+                    f"segment {segment!r} is no Plone id (letters, digits, '-', '_' and '.', not first)"
+                )
+        return value
 
     @field_validator("extract_format")
     @classmethod

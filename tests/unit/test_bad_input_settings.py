@@ -21,6 +21,11 @@ from shared.settings import SettingsError, load_settings
         ({"OTN_PUSH_SEND_MAIL": "perhaps"}, "SEND_MAIL", "valid boolean"),
         ({"OTN_PUSH_NODES": ""}, "NODES", "no node configured"),
         ({"OTN_PUSH_NODES": "OTN=postgresql://h/a;otn=postgresql://h/b"}, "NODES", "listed twice"),
+        # the base of the links in the researchers' emails
+        ({"OTN_PUSH_STORE_URL": "notaurl"}, "STORE_URL", "must be an http://, https:// or file:// URL"),
+        ({"OTN_PUSH_STORE_URL": "ftp://files.example.org/store"}, "STORE_URL", "got 'ftp://files"),
+        ({"OTN_PUSH_PLONE_PATH": "/../etc"}, "PLONE_PATH", "segment '..' is no Plone id"),
+        ({"OTN_PUSH_PLONE_PATH": "data/my folder"}, "PLONE_PATH", "segment 'my folder' is no Plone id"),
     ],
 )
 def test_bad_setting_is_named_with_its_problem(
@@ -33,3 +38,12 @@ def test_bad_setting_is_named_with_its_problem(
     message = str(info.value)
     assert message.startswith(f"setting OTN_PUSH_{setting}:"), message
     assert problem in message and "\n" not in message
+
+
+def test_good_store_urls_and_plone_paths_are_taken() -> None:
+    assert load_settings(_env_file=None, store_url="https://files.example.org/store/").store_url == (
+        "https://files.example.org/store"
+    )
+    assert load_settings(_env_file=None, store_url="file:///mnt/store").store_url == "file:///mnt/store"
+    assert load_settings(_env_file=None, store_url="").store_url is None
+    assert load_settings(_env_file=None, plone_path="/data/repository/").plone_path == "/data/repository/"
