@@ -382,14 +382,17 @@ async def report(settings: Settings, push_date: dt.date, paths: DemoPaths, conso
     projects: dict[str, list[EmailSent]] = {}
     for email in sorted(emails, key=lambda e: e.id):
         projects.setdefault(email.project, []).append(email)
-    console.print(
-        f"emails: {len(projects)}, one per project, to {len(emails)} recipients ({mode})", highlight=False
-    )
+    if not projects:
+        console.print("emails: none sent (no extract reached its email)", highlight=False)
+    else:
+        console.print(
+            f"emails: {len(projects)}, one per project, to {len(emails)} recipients ({mode})", highlight=False
+        )
     for project, sent in projects.items():
         where = sorted({Path(e.outbox_file).name for e in sent if e.outbox_file})
         to = ", ".join(e.recipient for e in sent)
         console.print(f"  {project}: {to}" + (f" -> {', '.join(where)}" if where else ""), highlight=False)
-    if not settings.send_mail:
+    if projects and not settings.send_mail:
         console.print(f"  the .eml files are in {paths.outbox.resolve()}/{push_date}/", highlight=False)
     failed = [job for job in jobs if job.state != COMPLETED]
     for job in failed:

@@ -125,6 +125,22 @@ async def test_report_names_failures_with_their_reason_and_says_not_ok(own_db: s
     assert "nsbs_matched_detections_2025 (.zip .parquet)" in text
     assert "NSBS: w.whitman@otn.example.org -> NSBS-1.eml" in text
 
+    # a push where every extract failed sent no email, and says so plainly
+    earlier = dt.date(2026, 6, 18)
+    engine = make_engine(own_db)
+    async with make_sessionmaker(engine)() as session, session.begin():
+        run = PushRun(push_date=earlier, state="failed")
+        session.add(run)
+        await session.flush()
+        session.add(Job(run_id=run.id, push_date=earlier, code="HFX", year=2025, type="q", state="failed",
+                        reason="store unreachable"))  # fmt: skip
+    await engine.dispose()
+    out = io.StringIO()
+    assert await report(settings, earlier, DemoPaths(tmp_path), Console(file=out, width=200)) is False
+    text = out.getvalue()
+    assert "emails: none sent (no extract reached its email)" in text
+    assert "one per project" not in text and ".eml files" not in text
+
 
 def _processes_with(marker: str) -> list[int]:
     """PIDs of live processes whose environment holds `marker` (the test's own exchange name)."""
