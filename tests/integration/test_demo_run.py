@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import asyncpg
@@ -89,33 +90,33 @@ def test_demo_runs_a_push_to_completion_twice(
         assert watched and all(q.exists for q in watched if q.kind != "dead-letter")
 
 
-async def test_report_names_failures_with_their_reason_and_says_not_ok(own_db: str, tmp_path: Path) -> None:
-    import datetime as dt
+async def add_failed_push(own_db: str, push: dt.date, rows: Callable[[int], list[object]]) -> None:
+    """A failed push run with the rows `rows(run_id)` makes (jobs, emails)."""
+    from shared.db import PushRun, make_engine, make_sessionmaker
 
-    from otn_push.demo.run import DemoPaths, report
-    from shared.db import EmailSent, Job, PushRun, make_engine, make_sessionmaker
-
-    push = dt.date(2026, 10, 15)
     engine = make_engine(own_db)
     async with make_sessionmaker(engine)() as session, session.begin():
         run = PushRun(push_date=push, state="failed")
         session.add(run)
         await session.flush()
-        files = [
-            {"name": "nsbs_matched_detections_2025.zip"},
-            {"name": "nsbs_matched_detections_2025.parquet"},
-        ]
-        session.add_all(
-            [
-                Job(run_id=run.id, push_date=push, code="NSBS", year=2025, type="t", state="completed",
-                    rows=12, files=files),
-                Job(run_id=run.id, push_date=push, code="HFX", year=2025, type="q", state="failed",
-                    reason="node ACT database unreachable (postgresql://u:***@db/act): OSError"),
-                EmailSent(push_date=push, project="NSBS", recipient="w.whitman@otn.example.org",
-                          message_id="<1@x>", status="simulated", outbox_file=str(tmp_path / "NSBS-1.eml")),
-            ]
-        )  # fmt: skip
+        session.add_all(rows(run.id))
     await engine.dispose()
+
+
+async def test_report_names_failures_with_their_reason_and_says_not_ok(own_db: str, tmp_path: Path) -> None:
+    from otn_push.demo.run import DemoPaths, report
+    from shared.db import EmailSent, Job
+
+    push = dt.date(2026, 10, 15)
+    files = [{"name": "nsbs_matched_detections_2025.zip"}, {"name": "nsbs_matched_detections_2025.parquet"}]
+    await add_failed_push(own_db, push, lambda run_id: [
+        Job(run_id=run_id, push_date=push, code="NSBS", year=2025, type="t", state="completed",
+            rows=12, files=files),
+        Job(run_id=run_id, push_date=push, code="HFX", year=2025, type="q", state="failed",
+            reason="node ACT database unreachable (postgresql://u:***@db/act): OSError"),
+        EmailSent(push_date=push, project="NSBS", recipient="w.whitman@otn.example.org",
+                  message_id="<1@x>", status="simulated", outbox_file=str(tmp_path / "NSBS-1.eml")),
+    ])  # fmt: skip
     out = io.StringIO()
     settings = Settings(nodes={"OTN": own_db}, database_url=own_db, _env_file=None)  # type: ignore[call-arg]
     ok = await report(settings, push, DemoPaths(tmp_path), Console(file=out, width=200))
@@ -127,14 +128,10 @@ async def test_report_names_failures_with_their_reason_and_says_not_ok(own_db: s
 
     # a push where every extract failed sent no email, and says so plainly
     earlier = dt.date(2026, 6, 18)
-    engine = make_engine(own_db)
-    async with make_sessionmaker(engine)() as session, session.begin():
-        run = PushRun(push_date=earlier, state="failed")
-        session.add(run)
-        await session.flush()
-        session.add(Job(run_id=run.id, push_date=earlier, code="HFX", year=2025, type="q", state="failed",
-                        reason="store unreachable"))  # fmt: skip
-    await engine.dispose()
+    await add_failed_push(own_db, earlier, lambda run_id: [
+        Job(run_id=run_id, push_date=earlier, code="HFX", year=2025, type="q", state="failed",
+            reason="store unreachable"),
+    ])  # fmt: skip
     out = io.StringIO()
     assert await report(settings, earlier, DemoPaths(tmp_path), Console(file=out, width=200)) is False
     text = out.getvalue()
