@@ -93,6 +93,20 @@ def _counts_table(counts: dict[str, int]) -> Table:
     return table
 
 
+def project_warnings(jobs: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The warnings every job of a project carries (the notifier's, about its contacts or its email),
+    by project code: `push status` shows them once under the table instead of on each job's row."""
+    by_project: dict[str, list[list[str]]] = {}
+    for job in jobs:
+        by_project.setdefault(job["extract"].split(",")[0], []).append(job["warnings"])
+    shared = {}
+    for code, lists in by_project.items():
+        common = [w for w in lists[0] if all(w in other for other in lists[1:])]
+        if common and len(lists) > 1:
+            shared[code] = common
+    return shared
+
+
 def print_status(doc: dict[str, Any]) -> None:
     run_doc = doc["run"]
     if run_doc is None:
@@ -107,10 +121,11 @@ def print_status(doc: dict[str, Any]) -> None:
     table = Table(title="jobs", show_lines=False)
     for column in ("id", "extract", "node", "state", "rows", "files", "reason / warnings"):
         table.add_column(column)
+    shared = project_warnings(doc["jobs"])
     for job in doc["jobs"]:
         files = "\n".join(f"{f['name']} ({f['size']:,} B)" for f in job["files"])
         notes = [job["reason"]] if job["reason"] else []
-        notes += job["warnings"]
+        notes += [w for w in job["warnings"] if w not in shared.get(job["extract"].split(",")[0], [])]
         style = "red" if job["state"] == FAILED else ("green" if job["state"] == COMPLETED else "")
         table.add_row(
             str(job["id"]),
@@ -123,6 +138,11 @@ def print_status(doc: dict[str, Any]) -> None:
             style=style,
         )
     console.print(table)
+    for code, warnings in shared.items():
+        for warning in warnings:
+            console.print(
+                f"[yellow]warning:[/] {escape(code)} (every extract): {escape(warning)}", highlight=False
+            )
     for warning in run_doc["warnings"]:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
