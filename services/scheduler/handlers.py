@@ -24,6 +24,7 @@ from services.scheduler.state import (
     JobKey,
     auto_start_due,
     may_move,
+    plan_failed_again,
     plan_repush,
     plan_start,
 )
@@ -123,6 +124,8 @@ async def start_push(cmd: PushStart, ports: SchedulerPorts) -> StartOutcome:
         plan = plan_start(known, planned)
         if repush:
             plan = plan_repush(plan, known)
+        elif cmd.extracts is None:
+            plan = plan_failed_again(plan, known)
         outcome = StartOutcome(run_id=run.id, rejected=warnings[: len(rejects)])
         to_request: list[Job] = []
         for job in plan.new:

@@ -63,20 +63,37 @@ def plan_start(existing: dict[JobKey, ExistingJob], planned: list[PlannedJob]) -
     return plan
 
 
+def _planned_keys(plan: StartPlan) -> set[JobKey]:
+    return {(j.key.code, j.key.year, j.key.type) for j in plan.new} | {
+        (j.key.code, j.key.year, j.key.type) for _, j in (*plan.retry, *plan.in_flight, *plan.completed)
+    }
+
+
+def _again(key: JobKey, found: ExistingJob) -> tuple[ExistingJob, PlannedJob]:
+    code, year, type_code = key
+    extract = ExtractKey(code=code, year=year, type=type_code)  # type: ignore[arg-type]
+    return found, PlannedJob(key=extract, node=found.node)
+
+
 def plan_repush(plan: StartPlan, existing: dict[JobKey, ExistingJob]) -> StartPlan:
     """A start in another format than the run's: every job is built again, so no file keeps the old one.
 
     Only for a run with nothing in flight (the caller refuses the switch otherwise)."""
-    planned = {(j.key.code, j.key.year, j.key.type) for j in plan.new} | {
-        (j.key.code, j.key.year, j.key.type) for _, j in (*plan.retry, *plan.in_flight, *plan.completed)
-    }
+    planned = _planned_keys(plan)
     again = StartPlan(new=plan.new, retry=[*plan.retry, *plan.in_flight, *plan.completed])
-    for key, found in existing.items():
-        if key not in planned:
-            code, year, type_code = key
-            extract = ExtractKey(code=code, year=year, type=type_code)  # type: ignore[arg-type]
-            again.retry.append((found, PlannedJob(key=extract, node=found.node)))
+    again.retry += [_again(key, found) for key, found in existing.items() if key not in planned]
     return again
+
+
+def plan_failed_again(plan: StartPlan, existing: dict[JobKey, ExistingJob]) -> StartPlan:
+    """Failed jobs whose list rows an earlier run completed (a re-push in another format, or a job that
+    failed at notify) are not selected by the list, yet starting the push again must retry them: the
+    push's files would otherwise stay half in one format, half in another."""
+    planned = _planned_keys(plan)
+    plan.retry += [
+        _again(key, found) for key, found in existing.items() if found.state == FAILED and key not in planned
+    ]
+    return plan
 
 
 def auto_start_due(

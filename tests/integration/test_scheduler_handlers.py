@@ -188,6 +188,32 @@ async def test_another_format_on_a_finished_push_rebuilds_every_extract(sessions
     assert formats["extract.requested:2024-06-13:HFX:2023:q:2"] == "legacy"
 
 
+async def test_a_job_that_failed_in_a_re_push_is_retried_by_the_next_start(sessions) -> None:  # type: ignore[no-untyped-def]
+    lists = FakeLists([ListRow(1, "NSBS,2024,t"), ListRow(2, "HFX,2023,q")], {"NSBS": "OTN", "HFX": "OTN"})
+    ports = handlers.SchedulerPorts(sessions=sessions, lists=lists)  # type: ignore[arg-type]
+    await handlers.start_push(PushStart(push_date=PUSH, format="2025"), ports)
+    ids = [j.id for j in (await jobs(sessions)).values()]
+    await handlers.on_project_notified(
+        ProjectNotified(push_date=PUSH, project="X", job_ids=ids, recipients=["a@b.org"]), ports
+    )
+    await handlers.start_push(PushStart(push_date=PUSH, format="legacy"), ports)
+    hfx = (await jobs(sessions))["HFX,2023,q"]
+    failed = ExtractFailed(
+        push_date=PUSH, job_id=hfx.id, extract=ExtractKey(code="HFX", year=2023, type="q"), stage="extract",
+        reason="node OTN database unreachable",
+    )  # fmt: skip
+    await handlers.on_extract_failed(failed, ports)
+    assert sorted(lists.completed) == [1, 2]  # from the first run: the list selects nothing now
+
+    # the node is back: starting the push again (in its format) retries the failed job, and only it
+    out = await handlers.start_push(PushStart(push_date=PUSH, format="legacy"), ports)
+    assert (out.retried, out.rebuilt, out.requested) == (["HFX,2023,q"], [], [])
+    now = await jobs(sessions)
+    assert (now["HFX,2023,q"].state, now["HFX,2023,q"].attempts) == (EXTRACTING, 3)
+    assert now["NSBS,2024,t"].attempts == 2 and now["NSBS,2024,t"].state != FAILED
+    assert (await requested_formats(sessions))["extract.requested:2024-06-13:HFX:2023:q:3"] == "legacy"
+
+
 async def test_another_format_while_the_push_runs_is_ignored_and_said(sessions) -> None:  # type: ignore[no-untyped-def]
     lists = FakeLists([ListRow(1, "NSBS,2024,t")], {"NSBS": "OTN"})
     ports = handlers.SchedulerPorts(sessions=sessions, lists=lists)  # type: ignore[arg-type]

@@ -74,3 +74,16 @@ def test_auto_start_waits_for_the_date_rows_and_quiet() -> None:
     # days after the push date, the push still starts (e.g. the scheduler was down on the day)
     week = dt.datetime(2025, 10, 23, tzinfo=UTC)
     assert auto_start_due(week.date(), week, CAL, activity(3, added), set(), 3600) == PUSH
+
+
+def test_failed_jobs_the_list_no_longer_names_are_retried_and_only_they() -> None:
+    from services.scheduler.state import ExistingJob, plan_failed_again, plan_start
+
+    existing = {
+        ("NSBS", 2024, "t"): ExistingJob(1, "completed", (1,), "OTN"),
+        ("HFX", 2023, "q"): ExistingJob(2, "failed", (2,), "OTN"),
+        ("SERC1", 2025, "u"): ExistingJob(3, "uploading", (3,), "ACT"),
+    }
+    plan = plan_failed_again(plan_start(existing, []), existing)
+    assert [(found.id, job.key.label, job.node) for found, job in plan.retry] == [(2, "HFX,2023,q", "OTN")]
+    assert plan.new == [] and plan.in_flight == [] and plan.completed == []
