@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from services.scheduler.lists import ListPort
 from services.scheduler.state import (
@@ -279,16 +281,30 @@ async def _finish_if_done(session: AsyncSession, push_date: dt.date) -> bool:
     ).scalar_one_or_none()
     if run is None or run.state != "running":
         return False
-    counts = dict(
-        (
-            await session.execute(
-                select(Job.state, func.count()).where(Job.push_date == push_date).group_by(Job.state)
-            )
-        ).all()
-    )
-    open_jobs = sum(n for state, n in counts.items() if state not in (COMPLETED, FAILED))
-    if open_jobs:
-        return False
+    by_project = (
+        await session.execute(
+            select(Job.code, Job.state, func.count())
+            .where(Job.push_date == push_date)
+            .group_by(Job.code, Job.state)
+        )
+    ).all()
+    counts: Counter[str] = Counter()
+    states_of: dict[str, set[str]] = {}
+    for code, state, n in by_project:
+        counts[state] += n
+        states_of.setdefault(code, set()).add(state)
+    # uploaded extracts whose project email waits for a failed sibling wait for the next start of the
+    # push: they are not in flight, and the push must end (as failed) rather than run for ever
+    blocked = {code for code, states in states_of.items() if FAILED in states and NOTIFYING in states}
+    for code, states in states_of.items():
+        if states - {COMPLETED, FAILED} - ({NOTIFYING} if code in blocked else set()):
+            return False
+    if blocked:
+        waiting = ", ".join(sorted(blocked))
+        run.warnings = _merge_text(
+            run.warnings,
+            [f"the email of {waiting} waits for its failed extract(s): start the push again once fixed"],
+        )
     rejected = sum(1 for w in run.warnings or [] if w.startswith(REJECTED))
     failed = counts.get(FAILED, 0) + rejected
     run.state = "failed" if failed else "completed"
@@ -384,20 +400,41 @@ async def on_extract_uploaded(msg: ExtractUploaded, ports: SchedulerPorts) -> bo
     files = [f.model_dump(mode="json") for f in msg.files]
     async with ports.sessions() as session:
         # the store's locations (with URLs) replace the staging paths
-        if await _move(session, msg.job_id, NOTIFYING, uploaded_at=func.now(), files=files):
-            return True
-    async with ports.sessions() as session, session.begin():
-        job = await _job_for_update(session, msg.job_id)
-        if job is None:
-            _unknown("extract.uploaded", msg.job_id)
-            return False
-        if not may_move(job.state, NOTIFYING):
-            return False
-        job.state = NOTIFYING
-        job.uploaded_at = func.now()
-        # the store's locations (with URLs) replace the staging paths
-        job.files = [f.model_dump(mode="json") for f in msg.files]
+        moved = await _move(session, msg.job_id, NOTIFYING, uploaded_at=func.now(), files=files)
+    if not moved:
+        async with ports.sessions() as session, session.begin():
+            job = await _job_for_update(session, msg.job_id)
+            if job is None:
+                _unknown("extract.uploaded", msg.job_id)
+                return False
+            if not may_move(job.state, NOTIFYING):
+                return False
+            job.state = NOTIFYING
+            job.uploaded_at = func.now()
+            job.files = files
+    await _finish_if_email_blocked(ports, msg.push_date, msg.job_id)
     return True
+
+
+async def _finish_if_email_blocked(ports: SchedulerPorts, push_date: dt.date, job_id: int) -> None:
+    """A job now waiting for its email whose project has a failed extract may have been the push's last
+    open job: the email waits for the next start, so the push ends. Checked after the move committed, as
+    `on_failed` checks again after its failure committed, so whichever commits last sees both."""
+    sibling = aliased(Job)
+    async with ports.sessions() as session:
+        blocked = await session.scalar(
+            select(
+                exists().where(
+                    Job.id == job_id,
+                    sibling.push_date == Job.push_date,
+                    sibling.code == Job.code,
+                    sibling.state == FAILED,
+                )
+            )
+        )
+    if blocked:
+        async with ports.sessions() as session, session.begin():
+            await _finish_if_done(session, push_date)
 
 
 async def on_failed(
@@ -418,6 +455,9 @@ async def on_failed(
         if changed:
             await _finish_if_done(session, push_date)
     if changed:
+        # again after the commit: an upload of a sibling that committed meanwhile saw no failure yet
+        async with ports.sessions() as session, session.begin():
+            await _finish_if_done(session, push_date)
         ports.kick()
         log.warning("push %s: job(s) %s failed at %s: %s", push_date, changed, stage, reason)
     return changed

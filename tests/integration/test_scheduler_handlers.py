@@ -293,3 +293,48 @@ async def test_a_job_failed_at_notify_completes_when_its_email_goes_out_after_al
     assert lists.completed == [1]
     async with sessions() as s:
         assert (await s.execute(select(PushRun))).scalar_one().state == "completed"
+
+
+@pytest.mark.parametrize("failure_first", [True, False])
+async def test_a_push_whose_email_waits_for_a_failed_extract_ends_as_failed(  # type: ignore[no-untyped-def]
+    sessions, failure_first: bool
+) -> None:
+    # NSBS's email waits for both its extracts; one fails: the other stays notifying, and the push ends
+    # (it ran for ever, and `push start --wait` with it) whichever of the two events comes last
+    lists = FakeLists([ListRow(1, "NSBS,2022,t"), ListRow(2, "NSBS,2024,t")], {"NSBS": "OTN"})
+    ports = handlers.SchedulerPorts(sessions=sessions, lists=lists)  # type: ignore[arg-type]
+    await handlers.start_push(PushStart(push_date=PUSH), ports)
+    by_label = await jobs(sessions)
+    old, new = by_label["NSBS,2022,t"], by_label["NSBS,2024,t"]
+    failed = ExtractFailed(
+        push_date=PUSH, job_id=old.id, extract=ExtractKey(code="NSBS", year=2022, type="t"), stage="upload",
+        reason="Is a directory",
+    )  # fmt: skip
+    uploaded = ExtractUploaded(
+        push_date=PUSH, job_id=new.id, extract=ExtractKey(code="NSBS", year=2024, type="t"), node="OTN",
+        files=[], rows=3,
+    )  # fmt: skip
+    if failure_first:
+        await handlers.on_extract_failed(failed, ports)
+        assert await run_state(sessions) == "running"  # the 2024 extract is still being made
+        await handlers.on_extract_uploaded(uploaded, ports)
+    else:
+        await handlers.on_extract_uploaded(uploaded, ports)
+        assert await run_state(sessions) == "running"
+        await handlers.on_extract_failed(failed, ports)
+    async with sessions() as s:
+        run = (await s.execute(select(PushRun))).scalar_one()
+    assert run.state == "failed" and run.finished_at is not None
+    assert (
+        "the email of NSBS waits for its failed extract(s): start the push again once fixed" in run.warnings
+    )
+    assert {label: j.state for label, j in (await jobs(sessions)).items()} == {
+        "NSBS,2022,t": FAILED,
+        "NSBS,2024,t": "notifying",
+    }
+    assert any(i.startswith("push.completed:2024-06-13") for i in await outbox_ids(sessions))
+
+
+async def run_state(sessions) -> str:  # type: ignore[no-untyped-def]
+    async with sessions() as s:
+        return str((await s.execute(select(PushRun.state))).scalar_one())
