@@ -89,6 +89,10 @@ def test_services_wait_for_healthy_dependencies_and_are_checked(compose: dict[st
         assert svc["restart"] == "unless-stopped"
         assert svc["healthcheck"]["test"] == ["CMD", "python", "-m", "shared.health", name]
         assert svc["stop_grace_period"] == "30m"
+        # the service's own grace (default 30 s) must use that time, and end before the runtime kills it
+        grace = svc["environment"]["OTN_PUSH_SHUTDOWN_GRACE"]
+        assert grace.startswith("${OTN_PUSH_SHUTDOWN_GRACE:-")
+        assert 25 * 60 <= float(grace.split(":-")[1].rstrip("}")) < 30 * 60
         assert {v.split(":")[0] for v in svc["volumes"]} >= {"staging", "store"}
     # scalable: no fixed name or host port on the extractor
     assert "container_name" not in services["extractor"] and "ports" not in services["extractor"]
