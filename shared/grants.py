@@ -52,15 +52,24 @@ def check_role(role: str) -> str:
     return role
 
 
-def _where(url: str) -> tuple[str, str]:
+def _where(url: str) -> tuple[str, int | None, str]:
     parts = urlsplit(url)
-    return (parts.hostname or "", database_name(url))
+    return (parts.hostname or "", parts.port, database_name(url))
+
+
+def _connect(url: str) -> str:
+    """psql's `\\connect` to the URL's database on its own server (`-` keeps the administrator's user): a
+    script covering nodes on several servers would otherwise run every section on the first one."""
+    host, port, database = _where(url)
+    if not host:
+        return f"\\connect {_ident(database)}"
+    return f"\\connect {_ident(database)} - {host} {port or 5432}"
 
 
 def grant_plan(settings: Settings, role: str) -> list[DatabaseGrants]:
     """Per database (nodes in order, then the own database if separate): the GRANTs `role` needs."""
     role = _ident(check_role(role))
-    by_place: dict[tuple[str, str], DatabaseGrants] = {}
+    by_place: dict[tuple[str, int | None, str], DatabaseGrants] = {}
 
     def place(url: str, what: str) -> DatabaseGrants:
         grants = by_place.setdefault(_where(url), DatabaseGrants(url))
@@ -97,7 +106,7 @@ def grant_plan(settings: Settings, role: str) -> list[DatabaseGrants]:
 
 
 def grant_script(settings: Settings, role: str) -> str:
-    """A psql script: one `\\connect` section per database (run each on its server as an administrator)."""
+    """A psql script: one `\\connect` section per database, naming its server (run as an administrator)."""
     lines = [
         f"-- otn-push least privilege for role {role}",
         f"-- create the role first: CREATE ROLE {role} LOGIN PASSWORD '...';",
@@ -107,7 +116,7 @@ def grant_script(settings: Settings, role: str) -> str:
         lines += [
             "",
             f"-- {', '.join(grants.roles)}: {redact_url(grants.url)}",
-            f"\\connect {_ident(grants.database)}",
+            _connect(grants.url),
             *grants.statements,
         ]
     return "\n".join(lines) + "\n"

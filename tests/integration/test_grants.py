@@ -3,8 +3,11 @@ node tables, set the list's completion columns on the home node, own the `otn_pu
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -36,7 +39,7 @@ def as_role(url: str, role: str) -> str:
 
 @pytest.mark.parametrize("admin_migrated_first", [False, True])
 async def test_granted_account_reads_completes_and_migrates_but_writes_nothing_else(
-    role: str, make_nodes: NodeFactory, admin_migrated_first: bool
+    role: str, make_nodes: NodeFactory, admin_migrated_first: bool, tmp_path: Path
 ) -> None:  # role first: it is dropped after make_nodes dropped the databases holding its grants
     nodes = await make_nodes("OTN", "ACT")
     if admin_migrated_first:  # `otn-push db upgrade` or the demo run as the administrator before the grants
@@ -55,6 +58,16 @@ async def test_granted_account_reads_completes_and_migrates_but_writes_nothing_e
                 await admin.execute(statement)
     script = grant_script(settings, role)
     assert script.count("\\connect") == 2 and "GRANT UPDATE (completed, completed_date)" in script
+    # the script as an administrator runs it, section by section on each database's own server
+    if shutil.which("psql"):
+        path = tmp_path / "grants.sql"
+        path.write_text(script)
+        admin_url = PG_ADMIN.rsplit("/", 1)[0] + "/postgres"
+        psql = await asyncio.create_subprocess_exec(
+            "psql", admin_url, "-v", "ON_ERROR_STOP=1", "-q", "-f", str(path), stderr=asyncio.subprocess.PIPE
+        )
+        _, errors = await psql.communicate()
+        assert psql.returncode == 0, errors.decode()
 
     home, other = as_role(nodes["OTN"], role), as_role(nodes["ACT"], role)
     await upgrade_async(home)  # the services migrate their own tables through this account
