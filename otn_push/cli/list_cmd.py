@@ -69,7 +69,9 @@ def register(app: typer.Typer) -> None:
                 fail(f"--push-date {off_calendar}: nothing added (--force adds them anyway)")
             err_console.print(f"[yellow]warning:[/] --push-date {escape(off_calendar)}", highlight=False)
         labels: list[str] = []
+        prefixes: dict[str, tuple[str, str]] = {}  # code -> (node prefix, the entry as typed)
         errors: list[str] = []
+        noted: list[str] = []  # normalisations, said once every entry is known to be added
         for entry in entries:
             try:
                 parsed = parse_extract(entry, max_year=day.year)
@@ -77,8 +79,9 @@ def register(app: typer.Typer) -> None:
                 errors.append(str(exc))
                 continue
             labels.append(parsed.key.label)
-            for note in parsed.notes:
-                console.print(escape(f"{entry!r}: {note} -> {parsed.key.label}"), highlight=False)
+            if parsed.node_prefix is not None:
+                prefixes[parsed.key.code] = (parsed.node_prefix, entry)
+            noted += [f"{entry!r}: {note} -> {parsed.key.label}" for note in parsed.notes]
         if errors:
             fail("; ".join(errors) + " (nothing added)")
 
@@ -87,6 +90,16 @@ def register(app: typer.Typer) -> None:
             unknown = sorted({label.split(",")[0] for label in labels} - set(projects))
             if unknown:
                 fail(f"unknown project(s) {', '.join(unknown)}: in no node's project table (nothing added)")
+            # only the project's own node may prefix it: the scheduler would refuse the row otherwise
+            wrong = [
+                f"{entry!r}: prefix {prefix} but project {code} is on node {projects[code]}"
+                for code, (prefix, entry) in prefixes.items()
+                if prefix != projects[code].upper()
+            ]
+            if wrong:
+                fail("; ".join(wrong) + " (nothing added)")
+            for note in noted:
+                console.print(escape(note), highlight=False)
             async with connection(cfg.home_node, cfg.home_url) as conn:
                 return await add_rows(conn, day, labels, issue_link)
 

@@ -66,6 +66,10 @@ async def test_list_and_push_commands_with_the_scheduler_process(
     assert code == 1 and "unknown project(s) NOPE" in err
     code, out, err = await cli(env, "list", "add", "--push-date", "2022-10-20", "SERC1,2017", "serc1,2017,q")
     assert code == 1 and "expected 3" in err and "nothing added" in err
+    # a prefix naming another node than the project's is refused, not silently removed
+    code, out, err = await cli(env, "list", "add", "--push-date", "2022-10-20", "OTN.SERC1,2017,q")
+    assert code == 1 and "'OTN.SERC1,2017,q': prefix OTN but project SERC1 is on node ACT" in err, err
+    assert "removed" not in out and "nothing added" in err
     code, out, err = await cli(env, "list", "add", "--push-date", "2022-10-20", "serc1,2017,q")
     assert code == 0, err
     assert "upper-cased" in out and "added 1 row(s)" in out
