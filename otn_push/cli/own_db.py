@@ -14,7 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from otn_push.cli.common import fail
 from shared.db import OWN_SCHEMA, make_engine
-from shared.migrations import MigrationError, head_revision, upgrade_async
+from shared.migrations import (
+    MigrationError,
+    head_revision,
+    is_known_revision,
+    newer_revision_message,
+    upgrade_async,
+)
 from shared.redact import redact_text, redact_url
 from shared.settings import Settings
 
@@ -99,6 +105,8 @@ async def own_tables_for_reading(cfg: Settings) -> AsyncIterator[AsyncEngine]:
         head = head_revision()
         if revision is None:
             fail(f"own database at {where(url)} has no otn-push tables yet: {UPGRADE_HINT}")
+        if revision != head and not is_known_revision(revision):
+            fail(newer_revision_message(f"at {where(url)}", revision))
         if revision != head:
             fail(
                 f"own database at {where(url)} is at revision {revision}, not the latest {head}: "

@@ -38,6 +38,21 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def is_known_revision(revision: str) -> bool:
+    """Whether this otn-push's migrations hold `revision` (a newer otn-push may have made one it lacks)."""
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except Exception:  # alembic's ResolutionError and friends: not one of ours
+        return False
+
+
+def newer_revision_message(where: str, revision: str) -> str:
+    return (
+        f"own database {where} is at revision {revision}, which this otn-push does not know: a newer "
+        "otn-push migrated it; upgrade otn-push (downgrading the tables is not supported)"
+    )
+
+
 def _upgrade_sync(connection: Any, revision: str) -> None:
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
@@ -65,7 +80,12 @@ async def upgrade_async(url: str, revision: str = "head") -> None:
             )
             if not found:
                 await conn.execute(text(f"CREATE SCHEMA {OWN_SCHEMA}"))
+            current = await conn.run_sync(_current_sync)
+            if current is not None and not is_known_revision(current):
+                raise MigrationError(newer_revision_message(redact_url(url), current))
             await conn.run_sync(_upgrade_sync, revision)
+    except MigrationError:
+        raise
     except Exception as exc:
         detail = redact_text(str(exc).splitlines()[0] if str(exc) else "")
         raise MigrationError(

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from shared.db import PushRun, make_engine, make_sessionmaker
+from shared.migrations import upgrade_async
 from shared.nodes import ensure_database
 from shared.settings import Settings
 from tests.conftest import PG_ADMIN, pg_url
@@ -46,6 +47,20 @@ async def test_push_status_reads_only_and_names_what_is_wrong(make_nodes, make_s
         assert "s3cret-pw" not in err + out
         code, out, err = await cli(env, "db", "upgrade")
         assert code == 1 and "unreachable" in err and "s3cret-pw" not in err + out
+
+        # tables migrated by a newer otn-push: upgrading otn-push is the advice, not `db upgrade`
+        env["OTN_PUSH_DATABASE_URL"] = fresh
+        await upgrade_async(fresh)
+        admin = await asyncpg.connect(fresh)
+        try:
+            await admin.execute("UPDATE otn_push.alembic_version SET version_num = 'f00dfeed9999'")
+        finally:
+            await admin.close()
+        for args in (["push", "status", "--push-date", PUSH.isoformat()], ["db", "upgrade"]):
+            code, out, err = await cli(env, *args)
+            assert code == 1 and "is at revision f00dfeed9999, which this otn-push does not know" in err, err
+            assert "upgrade otn-push" in err and "run `otn-push db upgrade`" not in err
+            assert "Traceback" not in err
 
         # a home node without the OTN-style schema: `list` says so in one line
         env = environment(make_settings(nodes={"OTN": fresh}, database_url=fresh))
