@@ -42,16 +42,6 @@ from shared.settings import Settings
 
 DEMO_PREFIX = "otn_push_demo_"
 DEMO_EXCHANGE = "otn.push.demo"
-
-
-def demo_exchange(settings: Settings) -> str:
-    """The demo's exchange: its own, never the push's, so a demo never consumes a real push's work."""
-    if "exchange" not in settings.model_fields_set:
-        return DEMO_EXCHANGE
-    # already a demo's (the README's `OTN_PUSH_EXCHANGE=otn.push.demo` to watch it): not `….demo.demo`
-    return settings.exchange if settings.exchange.endswith(".demo") else f"{settings.exchange}.demo"
-
-
 SERVICES = ("scheduler", "extractor", "uploader", "notifier")
 CONSUMES = {
     "scheduler": ("scheduler.commands", "scheduler.events"),
@@ -63,6 +53,14 @@ CONSUMES = {
 
 class DemoError(RuntimeError):
     """The demo cannot go on; the message says why in one line."""
+
+
+def demo_exchange(settings: Settings) -> str:
+    """The demo's exchange: its own, never the push's, so a demo never consumes a real push's work."""
+    if "exchange" not in settings.model_fields_set:
+        return DEMO_EXCHANGE
+    # already a demo's (the README's `OTN_PUSH_EXCHANGE=otn.push.demo` to watch it): not `….demo.demo`
+    return settings.exchange if settings.exchange.endswith(".demo") else f"{settings.exchange}.demo"
 
 
 def demo_push_date(today: dt.date | None = None) -> dt.date:
