@@ -452,10 +452,9 @@ async def on_failed(
                 continue
             job.state, job.reason = FAILED, f"{stage}: {reason}"
             changed.append(job_id)
-        if changed:
-            await _finish_if_done(session, push_date)
     if changed:
-        # again after the commit: an upload of a sibling that committed meanwhile saw no failure yet
+        # after the commit: it then also sees a sibling's upload that committed meanwhile, whose own
+        # check (`_finish_if_email_blocked`) ran before this failure was visible
         async with ports.sessions() as session, session.begin():
             await _finish_if_done(session, push_date)
         ports.kick()
